@@ -1,0 +1,23 @@
+"""Recurrent cells, one file per family, registered by name.
+
+>>> from rnnkit import cells
+>>> cells.available()
+['elman', 'esn', 'gru', 'indrnn', 'jordan', 'lstm', 'mingru', 'minlstm', 'residual']
+>>> cell = cells.create("lstm", 8, 16, variant="cifg")
+"""
+from .base import RecurrentCell
+from .registry import available, cell_class, cell_options, create, register
+from .elman import ElmanCell
+from .jordan import JordanCell
+from .residual import ResidualCell
+from .lstm import VARIANTS as LSTM_VARIANTS, LSTMCell
+from .gru import GRUCell
+from .indrnn import IndRNNCell
+from .minimal import MinGRUCell, MinLSTMCell, log_space_scan
+from .esn import EchoStateCell, fit_ridge
+
+__all__ = [
+    "RecurrentCell", "available", "cell_class", "cell_options", "create", "register",
+    "ElmanCell", "JordanCell", "ResidualCell", "LSTMCell", "LSTM_VARIANTS", "GRUCell",
+    "IndRNNCell", "MinGRUCell", "MinLSTMCell", "log_space_scan", "EchoStateCell", "fit_ridge",
+]

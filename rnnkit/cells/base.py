@@ -1,0 +1,126 @@
+"""The contract every recurrent cell keeps.
+
+A cell is one step of a recurrent network, written once as its equations. It is split in two parts
+so that the time loop (``rnnkit.engine``) can do the expensive part for all steps at once:
+
+* ``project_input(p, x)``: the input's contribution for every step, ``x`` of shape (T, B, I) to
+  ``u`` of shape (T, B, G) — usually one large matrix product ``x Wᵀ + b``;
+* ``step(p, u_t, state)``: one step of the recurrence from ``u_t`` (B, G) and the previous state,
+  returning the step's output ``y_t`` (B, O) and the new state.
+
+Parameters are passed in explicitly as a mapping ``p`` (name -> tensor): a cell module owns its
+parameters by default, but the drop-in ``rnnkit.LSTM`` keeps torch.nn's flat parameter names and
+hands the same tensors to the same step functions.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+State = tuple[Tensor, ...]
+Params = Mapping[str, Tensor]
+
+
+class RecurrentCell(nn.Module):
+    """Base of all cells. Subclasses set ``state_names`` and implement the methods below.
+
+    Class attributes:
+        state_names: names of the state tensors, in the order a state tuple holds them
+            (``("h",)`` for an Elman network, ``("h", "c")`` for an LSTM).
+        takes_recurrent_dropout: whether the cell multiplies a previous state by a recurrent
+            matrix, so that Gal & Ghahramani's variational recurrent dropout makes sense.
+        fixed_parameters: names of tensors that are not trained (kept as buffers).
+    """
+
+    state_names: tuple[str, ...] = ("h",)
+    takes_recurrent_dropout: bool = True
+    fixed_parameters: tuple[str, ...] = ()
+
+    def __init__(self, input_size: int, hidden_size: int, *, own_parameters: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        _check_positive_int("input_size", input_size)
+        _check_positive_int("hidden_size", hidden_size)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self._own_parameters = own_parameters
+        self._factory = {"device": device, "dtype": dtype}
+
+    def _build(self) -> None:
+        """Create the cell's own parameters; subclasses call this at the end of ``__init__``."""
+        if not self._own_parameters:
+            return
+        for name, shape in self.parameter_shapes().items():
+            tensor = torch.empty(shape, **self._factory)
+            if name in self.fixed_parameters:
+                self.register_buffer(name, tensor)
+            else:
+                self.register_parameter(name, nn.Parameter(tensor))
+        self.reset_parameters()
+
+    # ----- what a subclass describes -------------------------------------------------------
+    @property
+    def output_size(self) -> int:
+        """Size of ``y_t``, the output of a step (what the next layer sees)."""
+        return self.hidden_size
+
+    def state_sizes(self) -> tuple[int, ...]:
+        """Feature size of each state tensor, in ``state_names`` order."""
+        return (self.hidden_size,)
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def init_parameters(self, p: Params) -> None:
+        """Initialise the tensors of ``p`` in place. The default draws every tensor from
+        U(-1/√H, 1/√H), as torch.nn's recurrent modules do."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for tensor in p.values():
+                tensor.uniform_(-bound, bound)
+
+    def project_input(self, p: Params, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, p: Params, u_t: Tensor, state: State,
+             recurrent_mask: Tensor | None = None) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def native_kind(self) -> str | None:
+        """Name of the torch kernel ("lstm", "gru", "rnn_tanh", "rnn_relu") that computes exactly
+        this cell, or None. Its parameters must then be weight_ih, weight_hh[, bias_ih, bias_hh]
+        [, weight_hr] in torch's layout."""
+        return None
+
+    # ----- shared machinery -----------------------------------------------------------------
+    def params(self) -> dict[str, Tensor]:
+        """The cell's own parameters (and fixed tensors) by name."""
+        return {name: getattr(self, name) for name in self.parameter_shapes()}
+
+    def reset_parameters(self) -> None:
+        if self._own_parameters:
+            self.init_parameters(self.params())
+
+    def initial_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        return tuple(torch.zeros(batch_size, size, device=device, dtype=dtype)
+                     for size in self.state_sizes())
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise a ValueError naming the argument, the allowed values and the given one."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")

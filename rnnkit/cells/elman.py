@@ -1,0 +1,69 @@
+"""Elman's simple recurrent network.
+
+J. L. Elman, "Finding Structure in Time", Cognitive Science 14 (1990).
+Identity initialisation: Q. V. Le, N. Jaitly, G. E. Hinton, "A Simple Way to Initialize Recurrent
+Networks of Rectified Linear Units" (IRNN), arXiv:1504.00941, 2015.
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from .activations import nonlinearity as lookup
+from .base import Params, RecurrentCell, State, check_choice
+from .functional import affine, identity_recurrence, masked
+from .registry import register
+
+
+@register("elman")
+class ElmanCell(RecurrentCell):
+    r"""Simple recurrent network (Elman 1990).
+
+    .. math::
+        h_t = f(W x_t + b_{ih} + U h_{t-1} + b_{hh})
+
+    with ``f`` = tanh, relu or sigmoid. Parameters (torch.nn.RNN's names and shapes):
+    ``weight_ih`` W (H, I), ``weight_hh`` U (H, H), ``bias_ih`` (H), ``bias_hh`` (H).
+
+    ``init="identity"`` is the IRNN of Le et al. 2015: U = I and both biases zero (usually with
+    ``nonlinearity="relu"``); W keeps the default U(-1/√H, 1/√H).
+
+    Example:
+        >>> cell = ElmanCell(3, 5, nonlinearity="relu", init="identity")
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
+                 bias: bool = True, init: str = "default", own_parameters: bool = True,
+                 device=None, dtype=None) -> None:
+        super().__init__(input_size, hidden_size, own_parameters=own_parameters,
+                         device=device, dtype=dtype)
+        self.f = lookup(nonlinearity)
+        check_choice("init", init, ("default", "identity"))
+        self.nonlinearity, self.bias, self.init = nonlinearity, bias, init
+        self._build()
+
+    def parameter_shapes(self):
+        H, I = self.hidden_size, self.input_size
+        shapes = {"weight_ih": (H, I), "weight_hh": (H, H)}
+        if self.bias:
+            shapes.update(bias_ih=(H,), bias_hh=(H,))
+        return shapes
+
+    def init_parameters(self, p: Params) -> None:
+        super().init_parameters(p)
+        if self.init == "identity":
+            identity_recurrence(p)
+
+    def project_input(self, p: Params, x: Tensor) -> Tensor:
+        return affine(x, p["weight_ih"], p.get("bias_ih"))         # (T, B, H)
+
+    def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        (h,) = state                                                # (B, H)
+        h = self.f(u_t + affine(masked(h, recurrent_mask), p["weight_hh"], p.get("bias_hh")))
+        return h, (h,)
+
+    def native_kind(self):
+        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(self.nonlinearity)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, nonlinearity={self.nonlinearity!r}, init={self.init!r}"
+

@@ -1,0 +1,101 @@
+"""Gated recurrent unit.
+
+K. Cho, B. van Merriënboer, C. Gulcehre, D. Bahdanau, F. Bougares, H. Schwenk, Y. Bengio,
+"Learning Phrase Representations using RNN Encoder-Decoder for Statistical Machine Translation",
+EMNLP 2014, arXiv:1406.1078 (the original GRU: reset applied before the recurrent product).
+The "standard" form is cuDNN's and torch.nn.GRU's (reset applied after the recurrent product).
+J. L. Ba, J. R. Kiros, G. E. Hinton, "Layer Normalization", arXiv:1607.06450, 2016.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Params, RecurrentCell, State, check_choice
+from .functional import affine, init_layer_norm, layer_norm, masked
+from .registry import register
+
+
+@register("gru")
+class GRUCell(RecurrentCell):
+    r"""GRU cell with reset gate r and update gate z.
+
+    .. math::
+        r_t &= σ(W_r x_t + b_{ir} + U_r h_{t-1} + b_{hr})                               \\
+        z_t &= σ(W_z x_t + b_{iz} + U_z h_{t-1} + b_{hz})                               \\
+        n_t &= \tanh(W_n x_t + b_{in} + r_t ⊙ (U_n h_{t-1} + b_{hn}))  \quad\text{standard}  \\
+        n_t &= \tanh(W_n x_t + b_{in} + U_n (r_t ⊙ h_{t-1}) + b_{hn})  \quad\text{original}  \\
+        h_t &= (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+    Parameters (torch.nn.GRU's names and shapes, gates stacked r, z, n): ``weight_ih`` (3H, I),
+    ``weight_hh`` (3H, H), ``bias_ih`` (3H), ``bias_hh`` (3H); with ``layer_norm`` the input and
+    recurrent pre-activations are layer-normalised separately (``ln_ih_*``, ``ln_hh_*``, each 3H)
+    before the biases are added.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, variant: str = "standard",
+                 bias: bool = True, layer_norm: bool = False, own_parameters: bool = True,
+                 device=None, dtype=None):
+        super().__init__(input_size, hidden_size, own_parameters=own_parameters,
+                         device=device, dtype=dtype)
+        check_choice("variant", variant, ("standard", "original"))
+        if layer_norm and variant != "standard":
+            raise ValueError("layer_norm=True is implemented for variant='standard' only "
+                             f"(got variant={variant!r})")
+        self.variant, self.bias, self.layer_norm = variant, bias, bool(layer_norm)
+        self._build()
+
+    def parameter_shapes(self):
+        H, I = self.hidden_size, self.input_size
+        shapes = {"weight_ih": (3 * H, I), "weight_hh": (3 * H, H)}
+        if self.bias:
+            shapes.update(bias_ih=(3 * H,), bias_hh=(3 * H,))
+        if self.layer_norm:
+            shapes.update(ln_ih_weight=(3 * H,), ln_ih_bias=(3 * H,),
+                          ln_hh_weight=(3 * H,), ln_hh_bias=(3 * H,))
+        return shapes
+
+    def init_parameters(self, p: Params) -> None:
+        super().init_parameters(p)
+        init_layer_norm(p)
+
+    def project_input(self, p: Params, x: Tensor) -> Tensor:
+        if not self.layer_norm:
+            return affine(x, p["weight_ih"], p.get("bias_ih"))                  # (T, B, 3H)
+        a = layer_norm(affine(x, p["weight_ih"]), p, "ln_ih")
+        return a if not self.bias else a + p["bias_ih"]
+
+    def _recurrent(self, p: Params, h: Tensor) -> Tensor:
+        """U h + b_hh (layer-normalised when asked), (B, 3H)."""
+        if not self.layer_norm:
+            return affine(h, p["weight_hh"], p.get("bias_hh"))
+        a = layer_norm(affine(h, p["weight_hh"]), p, "ln_hh")
+        return a if not self.bias else a + p["bias_hh"]
+
+    def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        (h,) = state                                                            # (B, H)
+        h_in = masked(h, recurrent_mask)
+        x_r, x_z, x_n = u_t.chunk(3, dim=-1)                                    # each (B, H)
+        if self.variant == "standard":
+            h_r, h_z, h_n = self._recurrent(p, h_in).chunk(3, dim=-1)
+            r = torch.sigmoid(x_r + h_r)
+            z = torch.sigmoid(x_z + h_z)
+            n = torch.tanh(x_n + r * h_n)
+        else:
+            H = self.hidden_size
+            weight_rz, weight_n = p["weight_hh"][:2 * H], p["weight_hh"][2 * H:]
+            bias_rz = p["bias_hh"][:2 * H] if self.bias else None
+            bias_n = p["bias_hh"][2 * H:] if self.bias else None
+            h_r, h_z = affine(h_in, weight_rz, bias_rz).chunk(2, dim=-1)
+            r = torch.sigmoid(x_r + h_r)
+            z = torch.sigmoid(x_z + h_z)
+            n = torch.tanh(x_n + affine(r * h_in, weight_n, bias_n))
+        h = (1 - z) * n + z * h                                                 # (B, H)
+        return h, (h,)
+
+    def native_kind(self):
+        return "gru" if self.variant == "standard" and not self.layer_norm else None
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, variant={self.variant!r}" + \
+            (", layer_norm=True" if self.layer_norm else "")

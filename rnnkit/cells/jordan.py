@@ -1,0 +1,70 @@
+"""Jordan network: the recurrence feeds back the previous output, not the hidden state.
+
+M. I. Jordan, "Serial Order: A Parallel Distributed Processing Approach", ICS Report 8604, 1986.
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from .activations import nonlinearity as lookup
+from .base import Params, RecurrentCell, State, _check_positive_int
+from .functional import affine, masked
+from .registry import register
+
+
+@register("jordan")
+class JordanCell(RecurrentCell):
+    r"""Jordan network cell.
+
+    .. math::
+        h_t &= f(W x_t + U y_{t-1} + b)      \\
+        y_t &= o(V h_t + c)
+
+    The state is the output y (B, O), which is what the layer returns and what is fed back;
+    the hidden h_t is internal. ``output_size`` O defaults to ``hidden_size``; ``f`` (``nonlinearity``)
+    defaults to tanh and ``o`` (``output_nonlinearity``) to tanh (identity, sigmoid, relu allowed).
+
+    Parameters: ``weight_ih`` W (H, I), ``weight_hh`` U (H, O), ``bias_ih`` b (H),
+    ``weight_ho`` V (O, H), ``bias_ho`` c (O).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, output_size: int | None = None,
+                 nonlinearity: str = "tanh", output_nonlinearity: str = "tanh", bias: bool = True,
+                 own_parameters: bool = True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, own_parameters=own_parameters,
+                         device=device, dtype=dtype)
+        if output_size is not None:
+            _check_positive_int("output_size", output_size)
+        self._output_size = output_size or hidden_size
+        self.f = lookup(nonlinearity)
+        self.o = lookup(output_nonlinearity, "output_nonlinearity",
+                        ("tanh", "relu", "sigmoid", "identity"))
+        self.nonlinearity, self.output_nonlinearity, self.bias = nonlinearity, output_nonlinearity, bias
+        self.state_names = ("y",)
+        self._build()
+
+    @property
+    def output_size(self) -> int:
+        return self._output_size
+
+    def state_sizes(self):
+        return (self._output_size,)
+
+    def parameter_shapes(self):
+        H, I, O = self.hidden_size, self.input_size, self._output_size
+        shapes = {"weight_ih": (H, I), "weight_hh": (H, O), "weight_ho": (O, H)}
+        if self.bias:
+            shapes.update(bias_ih=(H,), bias_ho=(O,))
+        return shapes
+
+    def project_input(self, p: Params, x: Tensor) -> Tensor:
+        return affine(x, p["weight_ih"], p.get("bias_ih"))                     # (T, B, H)
+
+    def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        (y,) = state                                                            # (B, O)
+        h = self.f(u_t + affine(masked(y, recurrent_mask), p["weight_hh"]))    # (B, H)
+        y = self.o(affine(h, p["weight_ho"], p.get("bias_ho")))                # (B, O)
+        return y, (y,)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, output_size={self._output_size}"

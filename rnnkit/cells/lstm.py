@@ -1,0 +1,165 @@
+"""Long short-term memory and the variants of the LSTM search-space odyssey.
+
+S. Hochreiter, J. Schmidhuber, "Long Short-Term Memory", Neural Computation 9(8), 1997.
+F. A. Gers, J. Schmidhuber, F. Cummins, "Learning to Forget", 2000 (the forget gate).
+K. Greff, R. K. Srivastava, J. Koutník, B. R. Steunebrink, J. Schmidhuber,
+"LSTM: A Search Space Odyssey", IEEE TNNLS 2017, arXiv:1503.04069 (vanilla LSTM and 8 variants).
+H. Sak, A. Senior, F. Beaufays, "Long Short-Term Memory Based Recurrent Neural Network
+Architectures for Large Vocabulary Speech Recognition", arXiv:1402.1128, 2014 (projection, LSTMP).
+J. L. Ba, J. R. Kiros, G. E. Hinton, "Layer Normalization", arXiv:1607.06450, 2016 (LN-LSTM).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .activations import NONLINEARITIES
+from .base import Params, RecurrentCell, State, check_choice
+from .functional import affine, init_layer_norm, layer_norm, masked
+from .registry import register
+
+# Which gates each variant computes (in the order they are stacked in weight_ih / weight_hh),
+# and what each variant changes relative to the vanilla LSTM of Greff et al.
+VARIANTS: dict[str, str] = {
+    "standard": "torch.nn.LSTM: no peepholes (the same equations as 'np')",
+    "vanilla": "Greff et al.'s vanilla LSTM: peepholes p_i, p_f on c_{t-1} and p_o on c_t",
+    "nig": "no input gate (i = 1)",
+    "nfg": "no forget gate (f = 1)",
+    "nog": "no output gate (o = 1)",
+    "niaf": "no input activation function (g = identity)",
+    "noaf": "no output activation function (h = identity)",
+    "np": "no peepholes",
+    "cifg": "coupled input and forget gate (f = 1 - i)",
+    "fgr": "full gate recurrence (i, f, o also see i_{t-1}, f_{t-1}, o_{t-1})",
+}
+_GATES = {"nig": "fgo", "nfg": "igo", "cifg": "igo", "nog": "ifg"}
+
+
+@register("lstm")
+class LSTMCell(RecurrentCell):
+    r"""LSTM cell, in torch.nn.LSTM's form and in the nine forms of Greff et al. 2017.
+
+    Vanilla LSTM (Greff et al. 2017, with the previous output written h_{t-1}):
+
+    .. math::
+        i_t &= σ(W_i x_t + U_i h_{t-1} + p_i ⊙ c_{t-1} + b_i)        \\
+        f_t &= σ(W_f x_t + U_f h_{t-1} + p_f ⊙ c_{t-1} + b_f)        \\
+        g_t &= \tanh(W_g x_t + U_g h_{t-1} + b_g)                    \\
+        c_t &= f_t ⊙ c_{t-1} + i_t ⊙ g_t                              \\
+        o_t &= σ(W_o x_t + U_o h_{t-1} + p_o ⊙ c_t + b_o)            \\
+        h_t &= o_t ⊙ \tanh(c_t)
+
+    ``variant="standard"`` is torch.nn.LSTM (no peepholes). The Odyssey variants each change one
+    thing: ``nig`` i=1, ``nfg`` f=1, ``nog`` o=1, ``niaf`` g without tanh, ``noaf`` h = o ⊙ c,
+    ``np`` no peepholes, ``cifg`` f = 1 − i, ``fgr`` adds R·[i,f,o]_{t-1} to the gates' inputs.
+
+    Parameters: ``weight_ih`` (G·H, I), ``weight_hh`` (G·H, P), ``bias_ih``, ``bias_hh`` (G·H),
+    gates stacked in the order i, f, g, o (torch's), leaving out the ones a variant drops;
+    ``peephole_i|f|o`` (H); ``weight_hr`` (P, H) when ``proj_size`` P > 0 (h_t = W_hr (o ⊙ tanh c_t));
+    ``weight_gg`` (3H, 3H) for ``fgr``; ``ln_*`` gains and shifts when ``layer_norm``:
+    LN(W x) + LN(U h) + b for the gates and h_t = o ⊙ tanh(LN(c_t)) (Ba et al. 2016).
+
+    State: (h (B, P or H), c (B, H)), plus the previous gates (B, 3H) for ``fgr``.
+    ``forget_bias``: initial value of the forget gate's bias (1.0 is Jozefowicz et al. 2015's advice).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, *, variant: str = "standard",
+                 proj_size: int = 0, bias: bool = True, forget_bias: float | None = None,
+                 layer_norm: bool = False, own_parameters: bool = True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, own_parameters=own_parameters,
+                         device=device, dtype=dtype)
+        check_choice("variant", variant, tuple(VARIANTS))
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int) or not 0 <= proj_size < hidden_size:
+            raise ValueError(f"proj_size must be an int in [0, hidden_size={hidden_size}), got {proj_size!r}")
+        self.variant, self.proj_size, self.bias = variant, proj_size, bias
+        self.layer_norm = bool(layer_norm)
+        self.gates = _GATES.get(variant, "ifgo")
+        if forget_bias is not None and "f" not in self.gates:
+            raise ValueError(f"forget_bias: variant {variant!r} has no forget gate to initialise")
+        self.forget_bias = forget_bias
+        self.peepholes = "" if variant in ("standard", "np") else \
+            "".join(g for g in "ifo" if g in self.gates and not (variant == "cifg" and g == "f"))
+        self.g_act = NONLINEARITIES["identity" if variant == "niaf" else "tanh"]
+        self.h_act = NONLINEARITIES["identity" if variant == "noaf" else "tanh"]
+        self.state_names = ("h", "c", "ifo") if variant == "fgr" else ("h", "c")
+        self._build()
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size or self.hidden_size
+
+    def state_sizes(self):
+        sizes = (self.output_size, self.hidden_size)
+        return sizes + (3 * self.hidden_size,) if self.variant == "fgr" else sizes
+
+    def parameter_shapes(self):
+        H, I, P, G = self.hidden_size, self.input_size, self.output_size, len(self.gates) * self.hidden_size
+        shapes = {"weight_ih": (G, I), "weight_hh": (G, P)}
+        if self.bias:
+            shapes.update(bias_ih=(G,), bias_hh=(G,))
+        if self.proj_size:
+            shapes["weight_hr"] = (P, H)
+        for gate in self.peepholes:
+            shapes[f"peephole_{gate}"] = (H,)
+        if self.variant == "fgr":
+            shapes["weight_gg"] = (3 * H, 3 * H)
+        if self.layer_norm:
+            shapes.update(ln_ih_weight=(G,), ln_ih_bias=(G,), ln_hh_weight=(G,), ln_hh_bias=(G,),
+                          ln_c_weight=(H,), ln_c_bias=(H,))
+        return shapes
+
+    def init_parameters(self, p: Params) -> None:
+        super().init_parameters(p)
+        init_layer_norm(p)
+        if self.forget_bias is not None and self.bias:
+            H, k = self.hidden_size, self.gates.index("f")
+            with torch.no_grad():
+                p["bias_ih"][k * H:(k + 1) * H].fill_(self.forget_bias)
+                p["bias_hh"][k * H:(k + 1) * H].zero_()
+
+    def project_input(self, p: Params, x: Tensor) -> Tensor:
+        if not self.layer_norm:
+            return affine(x, p["weight_ih"], p.get("bias_ih"))                  # (T, B, G·H)
+        a = layer_norm(affine(x, p["weight_ih"]), p, "ln_ih")                   # (T, B, G·H)
+        return a if not self.bias else a + p["bias_ih"]
+
+    def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        h, c = state[0], state[1]                                               # (B, P), (B, H)
+        if self.layer_norm:
+            a = u_t + layer_norm(affine(masked(h, recurrent_mask), p["weight_hh"]), p, "ln_hh")
+            a = a if not self.bias else a + p["bias_hh"]
+        else:
+            a = u_t + affine(masked(h, recurrent_mask), p["weight_hh"], p.get("bias_hh"))
+        pre = dict(zip(self.gates, a.chunk(len(self.gates), dim=-1)))           # each (B, H)
+        if self.variant == "fgr":
+            i_prev_r, f_prev_r, o_prev_r = affine(state[2], p["weight_gg"]).chunk(3, dim=-1)
+            pre["i"], pre["f"], pre["o"] = pre["i"] + i_prev_r, pre["f"] + f_prev_r, pre["o"] + o_prev_r
+
+        i = self._gate(p, pre, "i", c)
+        f = (1 - i) if self.variant == "cifg" else self._gate(p, pre, "f", c)
+        g = self.g_act(pre["g"])
+        c = (c if f is None else f * c) + (g if i is None else i * g)           # (B, H)
+        o = self._gate(p, pre, "o", c)
+        squashed = self.h_act(layer_norm(c, p, "ln_c") if self.layer_norm else c)
+        h = squashed if o is None else o * squashed                             # (B, H)
+        if self.proj_size:
+            h = affine(h, p["weight_hr"])                                       # (B, P)
+        if self.variant == "fgr":
+            return h, (h, c, torch.cat([i, f, o], dim=-1))                      # ifo: (B, 3H)
+        return h, (h, c)
+
+    def _gate(self, p: Params, pre: dict[str, Tensor], gate: str, c: Tensor) -> Tensor | None:
+        """σ(pre + p ⊙ c) for a gate with a peephole, σ(pre) without; None for a gate fixed at 1."""
+        if gate not in pre:
+            return None
+        if gate in self.peepholes:
+            return torch.sigmoid(pre[gate] + p[f"peephole_{gate}"] * c)
+        return torch.sigmoid(pre[gate])
+
+    def native_kind(self):
+        return "lstm" if self.variant == "standard" and not self.layer_norm else None
+
+    def extra_repr(self):
+        extra = f", proj_size={self.proj_size}" if self.proj_size else ""
+        extra += ", layer_norm=True" if self.layer_norm else ""
+        return f"{super().extra_repr()}, variant={self.variant!r}{extra}"

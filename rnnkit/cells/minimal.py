@@ -1,0 +1,127 @@
+"""minGRU and minLSTM: gates that see only the input, so the recurrence is a linear scan.
+
+L. Feng, F. Tung, M. O. Ahmed, Y. Bengio, H. Hajimirsadeghi, "Were RNNs All We Needed?",
+arXiv:2410.01201, 2024. The parallel form is the log-space scan of F. A. Heinsen,
+"Efficient Parallelization of a Ubiquitous Sequential Computation", arXiv:2311.06281, 2023.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .activations import log_positive_g, positive_g
+from .base import Params, RecurrentCell, State, check_choice
+from .functional import affine
+from .registry import register
+
+
+def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
+    r"""All h_t of h_t = a_t ⊙ h_{t-1} + b_t at once, from log a_t and log b_t (b_t > 0).
+
+    With a*_t = Σ_{k≤t} log a_k:  h_t = e^{a*_t} h_0 + exp(a*_t + logcumsumexp_k≤t(log b_k − a*_k)).
+    h_0 may have any sign (it is kept out of the logarithms). Where ``valid`` (T, B) is False the
+    step is skipped (a = 1, b = 0), so the state stays at each sequence's last valid step.
+
+    Shapes: log_a, log_b (T, B, H); h0 (B, H); returns (T, B, H).
+    """
+    if valid is not None:
+        keep = valid.unsqueeze(-1)                                              # (T, B, 1)
+        log_a = torch.where(keep, log_a, torch.zeros_like(log_a))
+        log_b = torch.where(keep, log_b, torch.full_like(log_b, float("-inf")))
+    a_star = torch.cumsum(log_a, dim=0)                                         # (T, B, H)
+    return torch.exp(a_star) * h0 + torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=0))
+
+
+class _MinimalCell(RecurrentCell):
+    """What minGRU and minLSTM share: input-only gates, a state-free step, a parallel scan."""
+
+    takes_recurrent_dropout = False   # no recurrent matrix: there is nothing to drop
+    n_projections = 0
+
+    def __init__(self, input_size, hidden_size, *, mode="parallel", bias=True,
+                 own_parameters=True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, own_parameters=own_parameters,
+                         device=device, dtype=dtype)
+        check_choice("mode", mode, ("parallel", "sequential"))
+        self.mode, self.bias = mode, bias
+        self._build()
+
+    def parameter_shapes(self):
+        G = self.n_projections * self.hidden_size
+        shapes = {"weight_ih": (G, self.input_size)}
+        if self.bias:
+            shapes["bias_ih"] = (G,)
+        return shapes
+
+    def project_input(self, p: Params, x: Tensor) -> Tensor:
+        return affine(x, p["weight_ih"], p.get("bias_ih"))                     # (T, B, G)
+
+    def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        (h,) = state                                                            # (B, H)
+        a, h_tilde = self.coefficients(u_t)
+        h = a * h + (1 - a) * h_tilde
+        return h, (h,)
+
+    def scan(self, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State] | None:
+        """The whole sequence at once, or None in sequential mode (the loop then runs ``step``)."""
+        if self.mode != "parallel":
+            return None
+        log_a, log_b = self.log_coefficients(u)
+        h = log_space_scan(log_a, log_b, state[0], valid)                       # (T, B, H)
+        return h, (h[-1],)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, mode={self.mode!r}"
+
+
+@register("mingru")
+class MinGRUCell(_MinimalCell):
+    r"""minGRU (Feng et al. 2024), log-space form.
+
+    .. math::
+        z_t = σ(W_z x_t + b_z), \quad \tilde h_t = g(W_h x_t + b_h), \quad
+        h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ \tilde h_t
+
+    with g(a) = a + ½ for a ≥ 0 and σ(a) otherwise, which keeps \tilde h positive for the scan.
+    Parameters: ``weight_ih`` (2H, I) stacked [z; h̃], ``bias_ih`` (2H).
+    ``mode="parallel"`` runs the log-space scan over the whole sequence; ``"sequential"`` runs
+    the step above; both give the same result.
+    """
+
+    n_projections = 2
+
+    def coefficients(self, u_t):
+        k, a = u_t.chunk(2, dim=-1)                                             # each (B, H)
+        return 1 - torch.sigmoid(k), positive_g(a)
+
+    def log_coefficients(self, u):
+        k, a = u.chunk(2, dim=-1)                                               # each (T, B, H)
+        log_z = -F.softplus(-k)
+        return -F.softplus(k), log_z + log_positive_g(a)                       # log(1-z), log(z h̃)
+
+
+@register("minlstm")
+class MinLSTMCell(_MinimalCell):
+    r"""minLSTM (Feng et al. 2024), log-space form, with normalised gates.
+
+    .. math::
+        f_t = σ(W_f x_t + b_f), \quad i_t = σ(W_i x_t + b_i), \quad \tilde h_t = g(W_h x_t + b_h) \\
+        f'_t = f_t / (f_t + i_t), \quad i'_t = i_t / (f_t + i_t), \quad
+        h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ \tilde h_t
+
+    Parameters: ``weight_ih`` (3H, I) stacked [f; i; h̃], ``bias_ih`` (3H).
+    """
+
+    n_projections = 3
+
+    def coefficients(self, u_t):
+        k_f, k_i, a = u_t.chunk(3, dim=-1)                                      # each (B, H)
+        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+        return f / (f + i), positive_g(a)                                       # f' and h̃; i' = 1 - f'
+
+    def log_coefficients(self, u):
+        k_f, k_i, a = u.chunk(3, dim=-1)                                        # each (T, B, H)
+        log_f, log_i = -F.softplus(-k_f), -F.softplus(-k_i)
+        log_norm = torch.logaddexp(log_f, log_i)
+        return log_f - log_norm, log_i - log_norm + log_positive_g(a)

@@ -1,0 +1,7 @@
+"""How a cell runs over time: the reference loop, the parallel scan hook, torch's kernels."""
+from .lengths import check_lengths, reverse_padded, valid_mask
+from .loop import SequenceResult, run_sequence
+from .native import flat_weights, run_native
+
+__all__ = ["check_lengths", "reverse_padded", "valid_mask", "SequenceResult", "run_sequence",
+           "flat_weights", "run_native"]

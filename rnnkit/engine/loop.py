@@ -1,0 +1,65 @@
+"""The reference time loop: any cell, one direction, with lengths, dropout masks and zoneout."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..cells.base import Params, RecurrentCell, State
+
+
+@dataclass
+class SequenceResult:
+    """What one direction of one layer produced."""
+    outputs: Tensor                      # (T, B, O), zero past each sequence's end
+    final_state: State                   # each (B, S), taken at each sequence's true end
+    all_states: tuple[Tensor, ...] | None = None   # each (T, B, S), zero past the end
+
+
+def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
+                 valid: Tensor | None = None, recurrent_mask: Tensor | None = None,
+                 zoneout: float = 0.0, training: bool = False,
+                 keep_states: bool = False) -> SequenceResult:
+    """Run ``cell`` over x (T, B, I) from ``state`` in time order.
+
+    ``valid`` (T, B) marks the steps inside each sequence; at other steps the state is held and the
+    output is zero. ``recurrent_mask`` (B, S) is a variational dropout mask, the same at every step.
+    ``zoneout`` (Krueger et al. 2017, arXiv:1606.01305): while training each state unit keeps its
+    previous value with that probability at each step; at evaluation the two are mixed in expectation.
+    """
+    u = cell.project_input(p, x)                                                # (T, B, G)
+    scan = getattr(cell, "scan", None)
+    if scan is not None and zoneout == 0.0:
+        scanned = scan(p, u, state, valid)
+        if scanned is not None:
+            outputs, final_state = scanned                                      # (T, B, O)
+            if valid is not None:
+                outputs = outputs * valid.unsqueeze(-1)
+            return SequenceResult(outputs, final_state, (outputs,) if keep_states else None)
+
+    outputs, history = [], []
+    valid_steps = valid.unsqueeze(-1).unbind(0) if valid is not None else None  # each (B, 1)
+    for t, u_t in enumerate(u.unbind(0)):                                        # unbind: no T² backward
+        y, new_state = cell.step(p, u_t, state, recurrent_mask)
+        if zoneout:
+            new_state = tuple(_zoneout(old, new, zoneout, training) for old, new in zip(state, new_state))
+            y = new_state[0]
+        if valid_steps is not None:
+            keep = valid_steps[t]
+            new_state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state))
+            y = y * keep
+        state = new_state
+        outputs.append(y)
+        if keep_states:
+            history.append(state if valid_steps is None else tuple(s * valid_steps[t] for s in state))
+    all_states = tuple(torch.stack(s) for s in zip(*history)) if keep_states else None
+    return SequenceResult(torch.stack(outputs), state, all_states)
+
+
+def _zoneout(old: Tensor, new: Tensor, rate: float, training: bool) -> Tensor:
+    """d ⊙ old + (1 − d) ⊙ new with d ~ Bernoulli(rate) in training, d = rate at evaluation."""
+    if not training:
+        return torch.lerp(new, old, rate)
+    keep_old = torch.rand_like(new) < rate
+    return torch.where(keep_old, old, new)

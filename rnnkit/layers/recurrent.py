@@ -1,0 +1,205 @@
+"""``Recurrent``: any registered cell, stacked, bidirectional, over sequences of different lengths."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+from ..cells import cell_class, create
+from ..cells.base import check_choice
+from ..engine import flat_weights, reverse_padded, run_native, run_sequence, valid_mask
+from .inputs import SequenceBatch, read_input, read_state
+
+
+class Recurrent(nn.Module):
+    r"""A recurrent layer (or stack of layers) built from any cell of ``rnnkit.cells``.
+
+    Args:
+        cell: a registered cell name (``rnnkit.cells.available()``).
+        input_size: I, features of each input step.
+        hidden_size: H, the cell's hidden size.
+        num_layers: L, stacked layers; layer l > 0 reads layer l − 1's outputs.
+        bidirectional: D = 2 when True: a second cell reads each sequence backwards from its true end.
+        batch_first: input and output are (B, T, ·) instead of (T, B, ·). States keep (L·D, B, S).
+        dropout: dropout on the outputs of every layer but the last (as torch.nn.LSTM).
+        input_dropout: variational dropout on each layer's input: one mask per sequence, the same at
+            every step (Gal & Ghahramani 2016, Keras's ``dropout``).
+        recurrent_dropout: variational dropout on the state entering the recurrent product
+            (Keras's ``recurrent_dropout``), for cells that have one.
+        zoneout: probability that a state unit keeps its previous value at a step (Krueger et al.
+            2017); at evaluation the expectation is used.
+        learn_initial_state: make the initial state a trained parameter instead of zeros.
+        backend: ``"auto"`` uses torch's fused kernel where the cell computes exactly what it
+            computes (standard LSTM/GRU, tanh/relu Elman) and the options allow, the reference
+            loop elsewhere; ``"reference"`` always runs the reference loop.
+        **cell_options: the cell's own options (``variant="cifg"``, ``nonlinearity="relu"``, ...).
+
+    Call: ``output, state = layer(x, state=None, lengths=None)``
+
+    * x: (T, B, I), (B, T, I) with ``batch_first``, unbatched (T, I), or a PackedSequence.
+    * state: a tensor (L·D, B, S) for one-state cells, a tuple for the LSTM ((h, c)); None for zeros.
+    * lengths: (B,) true lengths of a padded batch. Each sequence gives what it gives alone,
+      outputs past its end are zero, the returned state is the one at its end.
+    * output: (T, B, D·O) (O = the cell's output size), or a PackedSequence for packed input.
+    * ``return_all_states=True`` adds a third result: a tuple, one tensor (T, L·D, B, S) per state
+      tensor ((B, T, L·D, S) with ``batch_first``) holding every step's state, zero past the end.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, batch_first: bool = False, dropout: float = 0.0, *,
+                 input_dropout: float = 0.0, recurrent_dropout: float = 0.0, zoneout: float = 0.0,
+                 learn_initial_state: bool = False, backend: str = "auto", device=None, dtype=None,
+                 **cell_options) -> None:
+        super().__init__()
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        for name, rate in (("dropout", dropout), ("input_dropout", input_dropout),
+                           ("recurrent_dropout", recurrent_dropout), ("zoneout", zoneout)):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
+        check_choice("backend", backend, ("auto", "reference"))
+        if recurrent_dropout and not cell_class(cell).takes_recurrent_dropout:
+            raise ValueError(f"recurrent_dropout: cell {cell!r} has no recurrent matrix to apply it to")
+        if dropout and num_layers == 1:
+            warnings.warn("dropout acts between stacked layers; with num_layers=1 it does nothing",
+                          stacklevel=2)
+        self.cell_name, self.input_size, self.hidden_size = cell, input_size, hidden_size
+        self.num_layers, self.bidirectional, self.batch_first = num_layers, bool(bidirectional), batch_first
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout, self.input_dropout = float(dropout), float(input_dropout)
+        self.recurrent_dropout, self.zoneout, self.backend = float(recurrent_dropout), float(zoneout), backend
+        self.cell_options = dict(cell_options)
+
+        cells = []
+        layer_input = input_size
+        for _ in range(num_layers):
+            for _ in range(self.num_directions):
+                cells.append(create(cell, layer_input, hidden_size, own_parameters=self._cells_own_parameters,
+                                    device=device, dtype=dtype, **cell_options))
+            layer_input = cells[-1].output_size * self.num_directions
+        self.cells = nn.ModuleList(cells)
+        self.state_names = cells[0].state_names
+        self.state_sizes = cells[0].state_sizes()
+        self.output_size = cells[0].output_size * self.num_directions
+        if learn_initial_state:
+            for name, size in zip(self.state_names, self.state_sizes):
+                self.register_parameter(f"initial_{name}", nn.Parameter(
+                    torch.zeros(len(cells), 1, size, device=device, dtype=dtype)))
+        self.learn_initial_state = bool(learn_initial_state)
+
+    _cells_own_parameters = True
+
+    def cell_params(self, index: int) -> dict[str, Tensor]:
+        """The parameters that cell ``index`` (= layer · D + direction) computes with."""
+        return self.cells[index].params()
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, x, state=None, lengths=None, *, return_all_states: bool = False):
+        batch = read_input(x, lengths, self.input_size, self.batch_first)
+        T, B = batch.x.shape[:2]
+        if state is None:
+            state = self._initial_state(B, batch.x)
+        else:
+            state = read_state(state, self.state_names, self.state_sizes, len(self.cells), B, batch.batched)
+        valid = valid_mask(batch.lengths, T, batch.x.device) if batch.lengths is not None else None
+
+        layer_input, finals, histories = batch.x, [], []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout:
+                layer_input = F.dropout(layer_input, self.dropout, self.training)
+            if self.input_dropout and self.training:
+                layer_input = layer_input * _variational_mask(layer_input[0], self.input_dropout)
+            first = layer * self.num_directions
+            layer_state = tuple(s[first:first + self.num_directions] for s in state)   # each (D, B, S)
+            layer_input, final, history = self._run_layer(layer, layer_input, layer_state, batch, valid,
+                                                           return_all_states)
+            finals.append(final)
+            histories.append(history)
+        final_state = tuple(torch.cat(parts) for parts in zip(*finals))           # each (L·D, B, S)
+        return self._format_result(layer_input, final_state, histories, batch, return_all_states)
+
+    def _run_layer(self, layer: int, x: Tensor, state: tuple[Tensor, ...], batch: SequenceBatch,
+                   valid: Tensor | None, keep_states: bool):
+        """Both directions of one layer: outputs (T, B, D·O), final state parts, states history."""
+        first = layer * self.num_directions
+        indices = range(first, first + self.num_directions)
+        kind = self.cells[first].native_kind()
+        if (self.backend == "auto" and kind is not None and not keep_states and not self.zoneout
+                and not (self.recurrent_dropout and self.training)):
+            weights = [w for i in indices for w in flat_weights(self.cells[i], self.cell_params(i))]
+            has_bias = "bias_ih" in self.cell_params(first)
+            outputs, final = run_native(kind, x, state, weights, has_bias, self.bidirectional,
+                                        self.training, batch.lengths)
+            return outputs, final, None
+
+        outputs, finals, histories = [], [], []
+        for direction, index in enumerate(indices):
+            cell = self.cells[index]
+            reverse = direction == 1
+            mask = None
+            if self.recurrent_dropout and self.training:
+                mask = _variational_mask(state[0][direction], self.recurrent_dropout)
+            result = run_sequence(cell, self.cell_params(index),
+                                  reverse_padded(x, batch.lengths) if reverse else x,
+                                  tuple(s[direction] for s in state), valid, mask, self.zoneout,
+                                  self.training, keep_states)
+            outputs.append(reverse_padded(result.outputs, batch.lengths) if reverse else result.outputs)
+            finals.append(result.final_state)
+            if keep_states:
+                histories.append(tuple(reverse_padded(h, batch.lengths) if reverse else h
+                                       for h in result.all_states))
+        final = tuple(torch.stack(parts) for parts in zip(*finals))               # each (D, B, S)
+        history = tuple(torch.stack(parts, 1) for parts in zip(*histories)) if keep_states else None
+        return torch.cat(outputs, dim=-1), final, history                          # (T, B, D·O)
+
+    def _initial_state(self, batch_size: int, like: Tensor) -> tuple[Tensor, ...]:
+        if self.learn_initial_state:
+            return tuple(getattr(self, f"initial_{name}").expand(-1, batch_size, -1)
+                         for name in self.state_names)
+        return tuple(like.new_zeros(len(self.cells), batch_size, size) for size in self.state_sizes)
+
+    def _format_result(self, output: Tensor, state: tuple[Tensor, ...], histories, batch: SequenceBatch,
+                       return_all_states: bool):
+        if batch.packed is not None:
+            packed = batch.packed
+            lengths = torch.as_tensor(_packed_lengths(packed))
+            sorted_output = output.index_select(1, packed.sorted_indices.to(output.device)) \
+                if packed.sorted_indices is not None else output
+            sorted_lengths = lengths[packed.sorted_indices.cpu()] if packed.sorted_indices is not None else lengths
+            data = pack_padded_sequence(sorted_output, sorted_lengths, enforce_sorted=True).data
+            output = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        elif not batch.batched:
+            output, state = output.squeeze(1), tuple(s.squeeze(1) for s in state)
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        state_out = state[0] if len(state) == 1 else state
+        if not return_all_states:
+            return output, state_out
+        all_states = tuple(torch.cat(parts, dim=1) for parts in zip(*histories))  # each (T, L·D, B, S)
+        if not batch.batched:
+            all_states = tuple(s.squeeze(2) for s in all_states)
+        elif self.batch_first:
+            all_states = tuple(s.permute(2, 0, 1, 3) for s in all_states)       # (B, T, L·D, S)
+        return output, state_out, all_states
+
+    def extra_repr(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self.cell_options.items())
+        return (f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, batch_first={self.batch_first}{options}")
+
+
+def _variational_mask(like: Tensor, rate: float) -> Tensor:
+    """Inverted-dropout mask shaped like one step (B, F), reused at every step."""
+    return torch.bernoulli(torch.full_like(like, 1 - rate)) / (1 - rate)
+
+
+def _packed_lengths(packed: PackedSequence) -> list[int]:
+    """Each sequence's length, in the original batch order, from batch_sizes."""
+    batch_sizes = packed.batch_sizes.tolist()
+    lengths_sorted = [sum(1 for size in batch_sizes if size > b) for b in range(batch_sizes[0])]
+    if packed.unsorted_indices is None:
+        return lengths_sorted
+    return [lengths_sorted[i] for i in packed.unsorted_indices.tolist()]
