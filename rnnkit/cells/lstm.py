@@ -60,7 +60,8 @@ class LSTMCell(RecurrentCell):
     LN(W x) + LN(U h) + b for the gates and h_t = o ⊙ tanh(LN(c_t)) (Ba et al. 2016).
 
     State: (h (B, P or H), c (B, H)), plus the previous gates (B, 3H) for ``fgr``.
-    ``forget_bias``: initial value of the forget gate's bias (1.0 is Jozefowicz et al. 2015's advice).
+    ``forget_bias``: initial value of the forget gate's bias (1.0 is Jozefowicz et al. 2015's advice;
+    for ``cifg``, whose forget gate is 1 − i = σ(−a_i), the input gate's bias is set to −forget_bias).
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, variant: str = "standard",
@@ -74,7 +75,7 @@ class LSTMCell(RecurrentCell):
         self.variant, self.proj_size, self.bias = variant, proj_size, bias
         self.layer_norm = bool(layer_norm)
         self.gates = _GATES.get(variant, "ifgo")
-        if forget_bias is not None and "f" not in self.gates:
+        if forget_bias is not None and variant in ("nfg",):
             raise ValueError(f"forget_bias: variant {variant!r} has no forget gate to initialise")
         self.forget_bias = forget_bias
         self.peepholes = "" if variant in ("standard", "np") else \
@@ -112,9 +113,11 @@ class LSTMCell(RecurrentCell):
         super().init_parameters(p)
         init_layer_norm(p)
         if self.forget_bias is not None and self.bias:
-            H, k = self.hidden_size, self.gates.index("f")
+            # CIFG's forget gate is 1 − i = σ(−a_i): its bias is the input gate's, negated.
+            gate, value = ("i", -self.forget_bias) if self.variant == "cifg" else ("f", self.forget_bias)
+            H, k = self.hidden_size, self.gates.index(gate)
             with torch.no_grad():
-                p["bias_ih"][k * H:(k + 1) * H].fill_(self.forget_bias)
+                p["bias_ih"][k * H:(k + 1) * H].fill_(value)
                 p["bias_hh"][k * H:(k + 1) * H].zero_()
 
     def project_input(self, p: Params, x: Tensor) -> Tensor:
