@@ -32,3 +32,18 @@ def positive_g(a: Tensor) -> Tensor:
 def log_positive_g(a: Tensor) -> Tensor:
     """log g(a), computed without taking the log of a small number."""
     return torch.where(a >= 0, torch.log(F.relu(a) + 0.5), -F.softplus(-a))
+
+
+# f'(a) written with the activation's output y = f(a), which is what a backward pass has saved.
+DERIVATIVES_FROM_OUTPUT: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": lambda y: 1 - y * y,
+    "sigmoid": lambda y: y * (1 - y),
+    "relu": lambda y: (y > 0).to(y.dtype),
+    "identity": lambda y: torch.ones_like(y),
+}
+
+
+def positive_g_derivative(a: Tensor) -> Tensor:
+    """g'(a): 1 for a ≥ 0, σ(a)(1 − σ(a)) otherwise."""
+    s = torch.sigmoid(a)
+    return torch.where(a >= 0, torch.ones_like(a), s * (1 - s))

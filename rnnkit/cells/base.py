@@ -89,6 +89,38 @@ class RecurrentCell(nn.Module):
              recurrent_mask: Tensor | None = None) -> tuple[Tensor, State]:
         raise NotImplementedError
 
+    def step_with_gates(self, p: Params, u_t: Tensor, state: State,
+                        recurrent_mask: Tensor | None = None) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """``step``, also returning the gate activations by name (each (B, H)); gated cells
+        override it (LSTM: i, f, o; GRU: r, z; minGRU: z), the others return no gates."""
+        y, state = self.step(p, u_t, state, recurrent_mask)
+        return y, state, {}
+
+    # ----- hand-derived backpropagation through time (rnnkit.engine.bptt) --------------------
+    input_parameters: tuple[str, ...] = ("weight_ih", "bias_ih", "ln_ih_weight", "ln_ih_bias")
+
+    def supports_hand_bptt(self) -> bool:
+        """Whether this cell, with its options, has ``step_saving``/``step_backward``."""
+        return False
+
+    def recurrent_parameter_names(self, p: Params) -> list[str]:
+        """The trained tensors that ``step`` uses (``project_input``'s are left to autograd)."""
+        return [n for n in p if n not in self.input_parameters and n not in self.fixed_parameters]
+
+    def step_saving(self, p: Params, u_t: Tensor, state: State) -> tuple[State, dict[str, Tensor]]:
+        """The step (its output is the new state's first tensor) and what ``step_backward`` needs."""
+        raise NotImplementedError
+
+    def step_backward(self, p: Params, cache: dict[str, Tensor], grad_state: State
+                      ) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """From ∂L/∂(new state): ∂L/∂u_t, ∂L/∂(previous state), and per-step records for
+        ``recurrent_grads`` (names starting ``d_`` are gradients)."""
+        raise NotImplementedError
+
+    def recurrent_grads(self, p: Params, records: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Gradients of the recurrent parameters from every step's records, each (T, B, ·)."""
+        raise NotImplementedError
+
     def native_kind(self) -> str | None:
         """Name of the torch kernel ("lstm", "gru", "rnn_tanh", "rnn_relu") that computes exactly
         this cell, or None. Its parameters must then be weight_ih, weight_hh[, bias_ih, bias_hh]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .activations import nonlinearity as lookup
+from .activations import DERIVATIVES_FROM_OUTPUT, nonlinearity as lookup
 from .base import Params, RecurrentCell, State, check_choice
-from .functional import affine, identity_recurrence, masked
+from .functional import affine, identity_recurrence, masked, summed, summed_outer
 from .registry import register
 
 
@@ -60,6 +60,26 @@ class ElmanCell(RecurrentCell):
         (h,) = state                                                # (B, H)
         h = self.f(u_t + affine(masked(h, recurrent_mask), p["weight_hh"], p.get("bias_hh")))
         return h, (h,)
+
+    # Hand BPTT: δa_t = δh_t ⊙ f'(a_t), δh_{t-1} = Uᵀ δa_t, dU = Σ_t δa_t h_{t-1}ᵀ, db_hh = Σ_t δa_t.
+    def supports_hand_bptt(self):
+        return True
+
+    def step_saving(self, p, u_t, state):
+        (h_prev,) = state
+        h = self.f(u_t + affine(h_prev, p["weight_hh"], p.get("bias_hh")))      # (B, H)
+        return (h,), {"h_prev": h_prev, "h": h}
+
+    def step_backward(self, p, cache, grad_state):
+        (dh,) = grad_state                                                      # (B, H)
+        d_a = dh * DERIVATIVES_FROM_OUTPUT[self.nonlinearity](cache["h"])
+        return d_a, (d_a @ p["weight_hh"],), {"d_a": d_a, "h_prev": cache["h_prev"]}
+
+    def recurrent_grads(self, p, records):
+        grads = {"weight_hh": summed_outer(records["d_a"], records["h_prev"])}
+        if "bias_hh" in p:
+            grads["bias_hh"] = summed(records["d_a"])
+        return grads
 
     def native_kind(self):
         return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(self.nonlinearity)

@@ -44,3 +44,15 @@ def identity_recurrence(p: Params) -> None:
 def masked(h: Tensor, recurrent_mask: Tensor | None) -> Tensor:
     """h ⊙ m for variational recurrent dropout (Gal & Ghahramani 2016), or h when no mask."""
     return h if recurrent_mask is None else h * recurrent_mask
+
+
+def summed_outer(d: Tensor, x: Tensor) -> Tensor:
+    """Σ over all leading dimensions of d xᵀ: (…, G) and (…, P) -> (G, P), as one matrix product.
+
+    This is how a backward pass forms dU = Σ_t δa_tᵀ h_{t−1} over all T·B rows at once."""
+    return d.reshape(-1, d.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+
+
+def summed(d: Tensor) -> Tensor:
+    """Σ over all leading dimensions: (…, G) -> (G,), a bias's gradient."""
+    return d.reshape(-1, d.shape[-1]).sum(0)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import Params, RecurrentCell, State, check_choice
-from .functional import affine, init_layer_norm, layer_norm, masked
+from .functional import affine, init_layer_norm, layer_norm, masked, summed, summed_outer
 from .registry import register
 
 
@@ -73,6 +73,10 @@ class GRUCell(RecurrentCell):
         return a if not self.bias else a + p["bias_hh"]
 
     def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        y, state, _ = self.step_with_gates(p, u_t, state, recurrent_mask)
+        return y, state
+
+    def step_with_gates(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
         (h,) = state                                                            # (B, H)
         h_in = masked(h, recurrent_mask)
         x_r, x_z, x_n = u_t.chunk(3, dim=-1)                                    # each (B, H)
@@ -91,7 +95,70 @@ class GRUCell(RecurrentCell):
             z = torch.sigmoid(x_z + h_z)
             n = torch.tanh(x_n + affine(r * h_in, weight_n, bias_n))
         h = (1 - z) * n + z * h                                                 # (B, H)
-        return h, (h,)
+        return h, (h,), {"r": r, "z": z}
+
+    # ----- hand-derived BPTT (both variants; layer_norm falls back to autograd) ------------------
+    def supports_hand_bptt(self):
+        return not self.layer_norm
+
+    def step_saving(self, p, u_t, state):
+        (h_prev,) = state                                                       # (B, H)
+        H = self.hidden_size
+        x_r, x_z, x_n = u_t.chunk(3, dim=-1)
+        bias_hh = p.get("bias_hh")
+        if self.variant == "standard":
+            h_r, h_z, h_n = affine(h_prev, p["weight_hh"], bias_hh).chunk(3, dim=-1)
+            r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+            n = torch.tanh(x_n + r * h_n)
+            cache = {"h_n": h_n}
+        else:
+            h_r, h_z = affine(h_prev, p["weight_hh"][:2 * H], None if bias_hh is None else bias_hh[:2 * H]
+                              ).chunk(2, dim=-1)
+            r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+            rh = r * h_prev
+            n = torch.tanh(x_n + affine(rh, p["weight_hh"][2 * H:], None if bias_hh is None else bias_hh[2 * H:]))
+            cache = {"rh": rh}
+        h = (1 - z) * n + z * h_prev
+        cache.update(h_prev=h_prev, r=r, z=z, n=n)
+        return (h,), cache
+
+    def step_backward(self, p, cache, grad_state):
+        r"""One step of the GRU's δ recursion.
+
+        δn = δh ⊙ (1 − z),  δz = δh ⊙ (h_{t−1} − n),  δâ_n = δn ⊙ (1 − n²),
+        δâ_z = δz ⊙ z(1 − z),  δâ_r = δr ⊙ r(1 − r) with
+        δr = δâ_n ⊙ (U_n h_{t−1} + b_hn) (standard) or δr = (U_nᵀ δâ_n) ⊙ h_{t−1} (original);
+        δh_{t−1} = δh ⊙ z + U_{rz}ᵀ [δâ_r; δâ_z] + (r ⊙ U_nᵀ δâ_n  or  U_nᵀ (r ⊙ δâ_n)).
+        """
+        (dh,) = grad_state
+        h_prev, r, z, n = cache["h_prev"], cache["r"], cache["z"], cache["n"]
+        d_n = dh * (1 - z) * (1 - n * n)                                        # δâ_n
+        d_z = dh * (h_prev - n) * z * (1 - z)                                   # δâ_z
+        if self.variant == "standard":
+            d_r = d_n * cache["h_n"] * r * (1 - r)                              # δâ_r
+            d_rec = torch.cat([d_r, d_z, d_n * r], dim=-1)                      # δ(U h + b_hh), (B, 3H)
+            dh_prev = dh * z + d_rec @ p["weight_hh"]
+            record = {"d_rec": d_rec, "h_prev": h_prev}
+        else:
+            H = self.hidden_size
+            d_rh = d_n @ p["weight_hh"][2 * H:]                                 # δ(r ⊙ h), (B, H)
+            d_r = d_rh * h_prev * r * (1 - r)
+            d_rz = torch.cat([d_r, d_z], dim=-1)                                # (B, 2H)
+            dh_prev = dh * z + d_rz @ p["weight_hh"][:2 * H] + d_rh * r
+            record = {"d_rz": d_rz, "d_n": d_n, "h_prev": h_prev, "rh": cache["rh"]}
+        return torch.cat([d_r, d_z, d_n], dim=-1), (dh_prev,), record
+
+    def recurrent_grads(self, p, records):
+        if self.variant == "standard":
+            grads = {"weight_hh": summed_outer(records["d_rec"], records["h_prev"])}
+            if self.bias:
+                grads["bias_hh"] = summed(records["d_rec"])
+            return grads
+        grads = {"weight_hh": torch.cat([summed_outer(records["d_rz"], records["h_prev"]),
+                                         summed_outer(records["d_n"], records["rh"])])}
+        if self.bias:
+            grads["bias_hh"] = torch.cat([summed(records["d_rz"]), summed(records["d_n"])])
+        return grads
 
     def native_kind(self):
         return "gru" if self.variant == "standard" and not self.layer_norm else None

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .activations import nonlinearity as lookup
+from .activations import DERIVATIVES_FROM_OUTPUT, nonlinearity as lookup
 from .base import Params, RecurrentCell, State
-from .functional import affine, masked
+from .functional import affine, masked, summed
 from .registry import register
 
 
@@ -54,13 +54,36 @@ class IndRNNCell(RecurrentCell):
     def project_input(self, p: Params, x: Tensor) -> Tensor:
         return affine(x, p["weight_ih"], p.get("bias_ih"))                     # (T, B, H)
 
+    def _recurrent_weight(self, p: Params) -> Tensor:
+        u = p["weight_hh"]                                                      # (H,)
+        return u if self.recurrent_max is None else u.clamp(-self.recurrent_max, self.recurrent_max)
+
     def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
         (h,) = state                                                            # (B, H)
-        u = p["weight_hh"]
-        if self.recurrent_max is not None:
-            u = u.clamp(-self.recurrent_max, self.recurrent_max)
-        h = self.f(u_t + u * masked(h, recurrent_mask))
+        h = self.f(u_t + self._recurrent_weight(p) * masked(h, recurrent_mask))
         return h, (h,)
+
+    # Hand BPTT: δa_t = δh_t ⊙ f'(a_t), δh_{t-1} = u ⊙ δa_t, du = Σ_t δa_t ⊙ h_{t-1}
+    # (zero where the clip to ±recurrent_max is active, as for torch.clamp).
+    def supports_hand_bptt(self):
+        return True
+
+    def step_saving(self, p, u_t, state):
+        (h_prev,) = state
+        h = self.f(u_t + self._recurrent_weight(p) * h_prev)                    # (B, H)
+        return (h,), {"h_prev": h_prev, "h": h}
+
+    def step_backward(self, p, cache, grad_state):
+        (dh,) = grad_state
+        d_a = dh * DERIVATIVES_FROM_OUTPUT[self.nonlinearity](cache["h"])       # (B, H)
+        return d_a, (d_a * self._recurrent_weight(p),), {"d_u": d_a * cache["h_prev"]}
+
+    def recurrent_grads(self, p, records):
+        grad = summed(records["d_u"])                                           # (H,)
+        if self.recurrent_max is not None:
+            u = p["weight_hh"]
+            grad = grad * ((u >= -self.recurrent_max) & (u <= self.recurrent_max)).to(grad.dtype)
+        return {"weight_hh": grad}
 
     def extra_repr(self):
         return f"{super().extra_repr()}, nonlinearity={self.nonlinearity!r}"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .activations import nonlinearity as lookup
+from .activations import DERIVATIVES_FROM_OUTPUT, nonlinearity as lookup
 from .base import Params, RecurrentCell, State, _check_positive_int
-from .functional import affine, masked
+from .functional import affine, masked, summed, summed_outer
 from .registry import register
 
 
@@ -65,6 +65,31 @@ class JordanCell(RecurrentCell):
         h = self.f(u_t + affine(masked(y, recurrent_mask), p["weight_hh"]))    # (B, H)
         y = self.o(affine(h, p["weight_ho"], p.get("bias_ho")))                # (B, O)
         return y, (y,)
+
+    # Hand BPTT: δz_t = δy_t ⊙ o'(z_t), δh_t = Vᵀ δz_t, δa_t = δh_t ⊙ f'(a_t), δy_{t-1} = Uᵀ δa_t;
+    # dU = Σ δa_t y_{t-1}ᵀ, dV = Σ δz_t h_tᵀ, dc = Σ δz_t.
+    def supports_hand_bptt(self):
+        return True
+
+    def step_saving(self, p, u_t, state):
+        (y_prev,) = state
+        h = self.f(u_t + affine(y_prev, p["weight_hh"]))                        # (B, H)
+        y = self.o(affine(h, p["weight_ho"], p.get("bias_ho")))                 # (B, O)
+        return (y,), {"y_prev": y_prev, "h": h, "y": y}
+
+    def step_backward(self, p, cache, grad_state):
+        (dy,) = grad_state                                                      # (B, O)
+        d_z = dy * DERIVATIVES_FROM_OUTPUT[self.output_nonlinearity](cache["y"])
+        d_a = (d_z @ p["weight_ho"]) * DERIVATIVES_FROM_OUTPUT[self.nonlinearity](cache["h"])
+        record = {"d_a": d_a, "d_z": d_z, "y_prev": cache["y_prev"], "h": cache["h"]}
+        return d_a, (d_a @ p["weight_hh"],), record
+
+    def recurrent_grads(self, p, records):
+        grads = {"weight_hh": summed_outer(records["d_a"], records["y_prev"]),
+                 "weight_ho": summed_outer(records["d_z"], records["h"])}
+        if "bias_ho" in p:
+            grads["bias_ho"] = summed(records["d_z"])
+        return grads
 
     def extra_repr(self):
         return f"{super().extra_repr()}, output_size={self._output_size}"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .activations import NONLINEARITIES
+from .activations import DERIVATIVES_FROM_OUTPUT, NONLINEARITIES
 from .base import Params, RecurrentCell, State, check_choice
-from .functional import affine, init_layer_norm, layer_norm, masked
+from .functional import affine, init_layer_norm, layer_norm, masked, summed, summed_outer
 from .registry import register
 
 # Which gates each variant computes (in the order they are stacked in weight_ih / weight_hh),
@@ -80,8 +80,9 @@ class LSTMCell(RecurrentCell):
         self.forget_bias = forget_bias
         self.peepholes = "" if variant in ("standard", "np") else \
             "".join(g for g in "ifo" if g in self.gates and not (variant == "cifg" and g == "f"))
-        self.g_act = NONLINEARITIES["identity" if variant == "niaf" else "tanh"]
-        self.h_act = NONLINEARITIES["identity" if variant == "noaf" else "tanh"]
+        self.g_name = "identity" if variant == "niaf" else "tanh"
+        self.h_name = "identity" if variant == "noaf" else "tanh"
+        self.g_act, self.h_act = NONLINEARITIES[self.g_name], NONLINEARITIES[self.h_name]
         self.state_names = ("h", "c", "ifo") if variant == "fgr" else ("h", "c")
         self._build()
 
@@ -127,6 +128,15 @@ class LSTMCell(RecurrentCell):
         return a if not self.bias else a + p["bias_ih"]
 
     def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        y, state, _ = self.step_with_gates(p, u_t, state, recurrent_mask)
+        return y, state
+
+    def step_with_gates(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        h, new_state, parts = self._step_parts(p, u_t, state, recurrent_mask)
+        return h, new_state, {k: parts[k] for k in "ifo" if k in parts}
+
+    def _step_parts(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        """The step, with every intermediate by its letter: gates i, f, o, input g, squashed cell s."""
         h, c = state[0], state[1]                                               # (B, P), (B, H)
         if self.layer_norm:
             a = u_t + layer_norm(affine(masked(h, recurrent_mask), p["weight_hh"]), p, "ln_hh")
@@ -143,13 +153,15 @@ class LSTMCell(RecurrentCell):
         g = self.g_act(pre["g"])
         c = (c if f is None else f * c) + (g if i is None else i * g)           # (B, H)
         o = self._gate(p, pre, "o", c)
-        squashed = self.h_act(layer_norm(c, p, "ln_c") if self.layer_norm else c)
-        h = squashed if o is None else o * squashed                             # (B, H)
+        s = self.h_act(layer_norm(c, p, "ln_c") if self.layer_norm else c)
+        h = s if o is None else o * s                                           # (B, H)
         if self.proj_size:
             h = affine(h, p["weight_hr"])                                       # (B, P)
+        parts = {name: value for name, value in (("i", i), ("f", f), ("o", o)) if value is not None}
+        parts.update(g=g, s=s)
         if self.variant == "fgr":
-            return h, (h, c, torch.cat([i, f, o], dim=-1))                      # ifo: (B, 3H)
-        return h, (h, c)
+            return h, (h, c, torch.cat([i, f, o], dim=-1)), parts              # ifo: (B, 3H)
+        return h, (h, c), parts
 
     def _gate(self, p: Params, pre: dict[str, Tensor], gate: str, c: Tensor) -> Tensor | None:
         """σ(pre + p ⊙ c) for a gate with a peephole, σ(pre) without; None for a gate fixed at 1."""
@@ -158,6 +170,82 @@ class LSTMCell(RecurrentCell):
         if gate in self.peepholes:
             return torch.sigmoid(pre[gate] + p[f"peephole_{gate}"] * c)
         return torch.sigmoid(pre[gate])
+
+    # ----- hand-derived BPTT (every variant and proj_size; layer_norm falls back to autograd) -----
+    def supports_hand_bptt(self):
+        return not self.layer_norm
+
+    def step_saving(self, p, u_t, state):
+        _, new_state, parts = self._step_parts(p, u_t, state)
+        cache = {"h_prev": state[0], "c_prev": state[1], "c": new_state[1], **parts}
+        if self.variant == "fgr":
+            cache["ifo_prev"] = state[2]
+        return new_state, cache
+
+    def step_backward(self, p, cache, grad_state):
+        r"""One step of the LSTM's δ recursion (vanilla form; absent gates are the constant 1):
+
+        δm = W_hrᵀ δh (or δh),  δo = δm ⊙ s,  δs = δm ⊙ o,  s = h_act(c_t)
+        δc_t = δc_{t+1 → t} + δs ⊙ h_act'(c_t) + p_o ⊙ δâ_o,        δâ_o = δo ⊙ o(1 − o)
+        δi = δc_t ⊙ g,  δf = δc_t ⊙ c_{t−1},  δg = δc_t ⊙ i      (CIFG: δi −= δf, f = 1 − i)
+        δâ_i = δi ⊙ i(1 − i),  δâ_f = δf ⊙ f(1 − f),  δâ_g = δg ⊙ g_act'(g)
+        δc_{t−1} = δc_t ⊙ f + p_i ⊙ δâ_i + p_f ⊙ δâ_f,   δh_{t−1} = Uᵀ δâ
+        """
+        dh, dc = grad_state[0], grad_state[1]
+        i, f, o, g, c, c_prev = (cache.get(k) for k in ("i", "f", "o", "g", "c", "c_prev"))
+        record = {"h_prev": cache["h_prev"]}
+        if self.proj_size:
+            record.update(d_m=dh, m=cache["s"] if o is None else o * cache["s"])
+            dh = dh @ p["weight_hr"]                                            # (B, H)
+        d_pre = {}
+        if self.variant == "fgr":
+            d_i_prev, d_f_prev, d_o_prev = grad_state[2].chunk(3, dim=-1)     # δ of the ifo state
+        if o is not None:
+            d_o = dh * cache["s"] + (d_o_prev if self.variant == "fgr" else 0)
+            d_pre["o"] = d_o * o * (1 - o)
+            d_s = dh * o
+        else:
+            d_s = dh
+        dc = dc + d_s * DERIVATIVES_FROM_OUTPUT[self.h_name](cache["s"])
+        if "o" in self.peepholes:
+            dc = dc + d_pre["o"] * p["peephole_o"]
+        d_g = dc if i is None else dc * i
+        d_pre["g"] = d_g * DERIVATIVES_FROM_OUTPUT[self.g_name](g)
+        dc_prev = dc if f is None else dc * f
+        if i is not None:
+            d_i = dc * g + (d_i_prev if self.variant == "fgr" else 0)
+            if self.variant == "cifg":
+                d_i = d_i - dc * c_prev                                         # f = 1 − i
+            d_pre["i"] = d_i * i * (1 - i)
+        if f is not None and self.variant != "cifg":
+            d_f = dc * c_prev + (d_f_prev if self.variant == "fgr" else 0)
+            d_pre["f"] = d_f * f * (1 - f)
+        for gate in self.peepholes:
+            if gate != "o":
+                dc_prev = dc_prev + d_pre[gate] * p[f"peephole_{gate}"]
+                record[f"d_peephole_{gate}"] = d_pre[gate] * c_prev
+        if "o" in self.peepholes:
+            record["d_peephole_o"] = d_pre["o"] * c
+        d_a = torch.cat([d_pre[gate] for gate in self.gates], dim=-1)          # (B, G·H)
+        record["d_a"] = d_a
+        grad_prev = (d_a @ p["weight_hh"], dc_prev)
+        if self.variant == "fgr":
+            d_ifo_pre = torch.cat([d_pre["i"], d_pre["f"], d_pre["o"]], dim=-1)   # (B, 3H)
+            record.update(d_ifo=d_ifo_pre, ifo_prev=cache["ifo_prev"])
+            grad_prev = grad_prev + (d_ifo_pre @ p["weight_gg"],)
+        return d_a, grad_prev, record
+
+    def recurrent_grads(self, p, records):
+        grads = {"weight_hh": summed_outer(records["d_a"], records["h_prev"])}
+        if self.bias:
+            grads["bias_hh"] = summed(records["d_a"])
+        if self.proj_size:
+            grads["weight_hr"] = summed_outer(records["d_m"], records["m"])
+        for gate in self.peepholes:
+            grads[f"peephole_{gate}"] = summed(records[f"d_peephole_{gate}"])
+        if self.variant == "fgr":
+            grads["weight_gg"] = summed_outer(records["d_ifo"], records["ifo_prev"])
+        return grads
 
     def native_kind(self):
         return "lstm" if self.variant == "standard" and not self.layer_norm else None

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .activations import log_positive_g, positive_g
+from .activations import log_positive_g, positive_g, positive_g_derivative
 from .base import Params, RecurrentCell, State, check_choice
 from .functional import affine
 from .registry import register
@@ -58,10 +58,34 @@ class _MinimalCell(RecurrentCell):
         return affine(x, p["weight_ih"], p.get("bias_ih"))                     # (T, B, G)
 
     def step(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
+        y, state, _ = self.step_with_gates(p, u_t, state, recurrent_mask)
+        return y, state
+
+    def step_with_gates(self, p: Params, u_t: Tensor, state: State, recurrent_mask=None):
         (h,) = state                                                            # (B, H)
         a, h_tilde = self.coefficients(u_t)
         h = a * h + (1 - a) * h_tilde
-        return h, (h,)
+        return h, (h,), {self.update_gate: 1 - a}
+
+    # Hand BPTT for the sequential mode: with h_t = a_t h_{t-1} + (1 − a_t) h̃_t,
+    # δh_{t-1} = a_t δh_t, δa_t = δh_t ⊙ (h_{t-1} − h̃_t), δh̃_t = δh_t ⊙ (1 − a_t); then through
+    # a_t and h̃_t to u_t (``coefficients_backward``). There are no recurrent weights.
+    def supports_hand_bptt(self):
+        return True
+
+    def step_saving(self, p, u_t, state):
+        (h_prev,) = state
+        a, h_tilde = self.coefficients(u_t)
+        return (a * h_prev + (1 - a) * h_tilde,), {"u": u_t, "h_prev": h_prev, "a": a, "h_tilde": h_tilde}
+
+    def step_backward(self, p, cache, grad_state):
+        (dh,) = grad_state
+        a = cache["a"]
+        d_a, d_h_tilde = dh * (cache["h_prev"] - cache["h_tilde"]), dh * (1 - a)
+        return self.coefficients_backward(cache["u"], a, d_a, d_h_tilde), (a * dh,), {}
+
+    def recurrent_grads(self, p, records):
+        return {}
 
     def scan(self, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State] | None:
         """The whole sequence at once, or None in sequential mode (the loop then runs ``step``)."""
@@ -90,10 +114,16 @@ class MinGRUCell(_MinimalCell):
     """
 
     n_projections = 2
+    update_gate = "z"
 
     def coefficients(self, u_t):
         k, a = u_t.chunk(2, dim=-1)                                             # each (B, H)
         return 1 - torch.sigmoid(k), positive_g(a)
+
+    def coefficients_backward(self, u_t, a, d_a, d_h_tilde):
+        k, pre = u_t.chunk(2, dim=-1)                                           # each (B, H)
+        z = 1 - a                                                               # a = 1 − σ(k)
+        return torch.cat([-d_a * z * (1 - z), d_h_tilde * positive_g_derivative(pre)], dim=-1)
 
     def log_coefficients(self, u):
         k, a = u.chunk(2, dim=-1)                                               # each (T, B, H)
@@ -114,11 +144,19 @@ class MinLSTMCell(_MinimalCell):
     """
 
     n_projections = 3
+    update_gate = "i'"   # the normalised input gate i' = i / (f + i)
 
     def coefficients(self, u_t):
         k_f, k_i, a = u_t.chunk(3, dim=-1)                                      # each (B, H)
         f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
         return f / (f + i), positive_g(a)                                       # f' and h̃; i' = 1 - f'
+
+    def coefficients_backward(self, u_t, a, d_a, d_h_tilde):
+        k_f, k_i, pre = u_t.chunk(3, dim=-1)                                    # each (B, H)
+        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+        norm2 = (f + i) ** 2                                                    # a = f / (f + i)
+        return torch.cat([d_a * i / norm2 * f * (1 - f), -d_a * f / norm2 * i * (1 - i),
+                          d_h_tilde * positive_g_derivative(pre)], dim=-1)
 
     def log_coefficients(self, u):
         k_f, k_i, a = u.chunk(3, dim=-1)                                        # each (T, B, H)

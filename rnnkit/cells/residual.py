@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .activations import nonlinearity as lookup
+from .activations import DERIVATIVES_FROM_OUTPUT, nonlinearity as lookup
 from .base import Params, RecurrentCell, State
-from .functional import affine, masked
+from .functional import affine, masked, summed, summed_outer
 from .registry import register
 
 
@@ -49,6 +49,26 @@ class ResidualCell(RecurrentCell):
         g = self.f(u_t + affine(masked(h, recurrent_mask), p["weight_hh"], p.get("bias_hh")))
         h = h + g
         return h, (h,)
+
+    # Hand BPTT: δa_t = δh_t ⊙ f'(a_t), δh_{t-1} = δh_t + Uᵀ δa_t (the identity path), dU = Σ δa h_{t-1}ᵀ.
+    def supports_hand_bptt(self):
+        return True
+
+    def step_saving(self, p, u_t, state):
+        (h_prev,) = state
+        g = self.f(u_t + affine(h_prev, p["weight_hh"], p.get("bias_hh")))      # (B, H)
+        return (h_prev + g,), {"h_prev": h_prev, "g": g}
+
+    def step_backward(self, p, cache, grad_state):
+        (dh,) = grad_state                                                      # (B, H)
+        d_a = dh * DERIVATIVES_FROM_OUTPUT[self.nonlinearity](cache["g"])
+        return d_a, (dh + d_a @ p["weight_hh"],), {"d_a": d_a, "h_prev": cache["h_prev"]}
+
+    def recurrent_grads(self, p, records):
+        grads = {"weight_hh": summed_outer(records["d_a"], records["h_prev"])}
+        if "bias_hh" in p:
+            grads["bias_hh"] = summed(records["d_a"])
+        return grads
 
     def extra_repr(self):
         return f"{super().extra_repr()}, nonlinearity={self.nonlinearity!r}"

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import Params, RecurrentCell, State
+from .bptt import run_hand_bptt
 
 
 @dataclass
@@ -20,13 +21,15 @@ class SequenceResult:
 def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
                  valid: Tensor | None = None, recurrent_mask: Tensor | None = None,
                  zoneout: float = 0.0, training: bool = False,
-                 keep_states: bool = False) -> SequenceResult:
+                 keep_states: bool = False, hand_bptt: bool = False) -> SequenceResult:
     """Run ``cell`` over x (T, B, I) from ``state`` in time order.
 
     ``valid`` (T, B) marks the steps inside each sequence; at other steps the state is held and the
     output is zero. ``recurrent_mask`` (B, S) is a variational dropout mask, the same at every step.
     ``zoneout`` (Krueger et al. 2017, arXiv:1606.01305): while training each state unit keeps its
     previous value with that probability at each step; at evaluation the two are mixed in expectation.
+    ``hand_bptt``: when a gradient is needed, run the cell's hand-derived backward
+    (``rnnkit.engine.bptt``) instead of autograd through the loop, where the cell and options allow.
     """
     u = cell.project_input(p, x)                                                # (T, B, G)
     scan = getattr(cell, "scan", None)
@@ -37,6 +40,11 @@ def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
             if valid is not None:
                 outputs = outputs * valid.unsqueeze(-1)
             return SequenceResult(outputs, final_state, (outputs,) if keep_states else None)
+
+    if (hand_bptt and recurrent_mask is None and not zoneout and not keep_states
+            and torch.is_grad_enabled() and cell.supports_hand_bptt()):
+        outputs, final_state = run_hand_bptt(cell, p, u, state, valid)
+        return SequenceResult(outputs, final_state)
 
     outputs, history = [], []
     valid_steps = valid.unsqueeze(-1).unbind(0) if valid is not None else None  # each (B, 1)

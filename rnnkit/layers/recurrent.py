@@ -35,6 +35,11 @@ class Recurrent(nn.Module):
         backend: ``"auto"`` uses torch's fused kernel where the cell computes exactly what it
             computes (standard LSTM/GRU, tanh/relu Elman) and the options allow, the reference
             loop elsewhere; ``"reference"`` always runs the reference loop.
+        bptt: how the reference loop's gradient is computed: ``"hand"`` runs the cells'
+            hand-derived backward (``rnnkit.engine.bptt``: one δ recursion, weight gradients as one
+            matrix product over all steps), ``"autograd"`` differentiates the step loop, ``"auto"``
+            (default) is ``"hand"`` wherever the cell has it (options that need per-step autograd,
+            zoneout, recurrent dropout, layer norm, ``return_all_states``, use autograd).
         **cell_options: the cell's own options (``variant="cifg"``, ``nonlinearity="relu"``, ...).
 
     Call: ``output, state = layer(x, state=None, lengths=None)``
@@ -51,7 +56,8 @@ class Recurrent(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, batch_first: bool = False, dropout: float = 0.0, *,
                  input_dropout: float = 0.0, recurrent_dropout: float = 0.0, zoneout: float = 0.0,
-                 learn_initial_state: bool = False, backend: str = "auto", device=None, dtype=None,
+                 learn_initial_state: bool = False, backend: str = "auto", bptt: str = "auto",
+                 device=None, dtype=None,
                  **cell_options) -> None:
         super().__init__()
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
@@ -61,6 +67,7 @@ class Recurrent(nn.Module):
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
                 raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
         check_choice("backend", backend, ("auto", "reference"))
+        check_choice("bptt", bptt, ("auto", "hand", "autograd"))
         if recurrent_dropout and not cell_class(cell).takes_recurrent_dropout:
             raise ValueError(f"recurrent_dropout: cell {cell!r} has no recurrent matrix to apply it to")
         if dropout and num_layers == 1:
@@ -71,6 +78,7 @@ class Recurrent(nn.Module):
         self.num_directions = 2 if bidirectional else 1
         self.dropout, self.input_dropout = float(dropout), float(input_dropout)
         self.recurrent_dropout, self.zoneout, self.backend = float(recurrent_dropout), float(zoneout), backend
+        self.bptt = bptt
         self.cell_options = dict(cell_options)
 
         cells = []
@@ -145,7 +153,7 @@ class Recurrent(nn.Module):
             result = run_sequence(cell, self.cell_params(index),
                                   reverse_padded(x, batch.lengths) if reverse else x,
                                   tuple(s[direction] for s in state), valid, mask, self.zoneout,
-                                  self.training, keep_states)
+                                  self.training, keep_states, hand_bptt=self.bptt != "autograd")
             outputs.append(reverse_padded(result.outputs, batch.lengths) if reverse else result.outputs)
             finals.append(result.final_state)
             if keep_states:
