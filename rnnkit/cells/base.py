@@ -99,6 +99,10 @@ class RecurrentCell(nn.Module):
     # ----- hand-derived backpropagation through time (rnnkit.engine.bptt) --------------------
     input_parameters: tuple[str, ...] = ("weight_ih", "bias_ih", "ln_ih_weight", "ln_ih_bias")
 
+    # Whether bptt="auto" picks the hand backward; set False where benchmarks/bptt_vs_autograd.py
+    # measures autograd through the loop as faster.
+    hand_bptt_by_default: bool = True
+
     def supports_hand_bptt(self) -> bool:
         """Whether this cell, with its options, has ``step_saving``/``step_backward``."""
         return False

@@ -38,8 +38,9 @@ class Recurrent(nn.Module):
         bptt: how the reference loop's gradient is computed: ``"hand"`` runs the cells'
             hand-derived backward (``rnnkit.engine.bptt``: one δ recursion, weight gradients as one
             matrix product over all steps), ``"autograd"`` differentiates the step loop, ``"auto"``
-            (default) is ``"hand"`` wherever the cell has it (options that need per-step autograd,
-            zoneout, recurrent dropout, layer norm, ``return_all_states``, use autograd).
+            (default) is ``"hand"`` wherever the cell has it and it measured faster
+            (``benchmarks/bptt_vs_autograd.py``); options that need per-step autograd (zoneout,
+            recurrent dropout, layer norm, ``return_all_states``) use autograd.
         **cell_options: the cell's own options (``variant="cifg"``, ``nonlinearity="relu"``, ...).
 
     Call: ``output, state = layer(x, state=None, lengths=None)``
@@ -153,7 +154,7 @@ class Recurrent(nn.Module):
             result = run_sequence(cell, self.cell_params(index),
                                   reverse_padded(x, batch.lengths) if reverse else x,
                                   tuple(s[direction] for s in state), valid, mask, self.zoneout,
-                                  self.training, keep_states, hand_bptt=self.bptt != "autograd")
+                                  self.training, keep_states, hand_bptt=self._hand_bptt(cell))
             outputs.append(reverse_padded(result.outputs, batch.lengths) if reverse else result.outputs)
             finals.append(result.final_state)
             if keep_states:
@@ -162,6 +163,9 @@ class Recurrent(nn.Module):
         final = tuple(torch.stack(parts) for parts in zip(*finals))               # each (D, B, S)
         history = tuple(torch.stack(parts, 1) for parts in zip(*histories)) if keep_states else None
         return torch.cat(outputs, dim=-1), final, history                          # (T, B, D·O)
+
+    def _hand_bptt(self, cell) -> bool:
+        return self.bptt == "hand" or (self.bptt == "auto" and cell.hand_bptt_by_default)
 
     def _initial_state(self, batch_size: int, like: Tensor) -> tuple[Tensor, ...]:
         if self.learn_initial_state:
