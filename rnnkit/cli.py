@@ -1,0 +1,118 @@
+"""The ``rnnkit`` command (also ``python -m rnnkit``).
+
+A click group; each subcommand parses its options, calls the library and prints what it did.
+Mistakes in what the user asked for (an unknown cell, an unwritable --out) end with one line on
+stderr and exit status 1; malformed options are click's usage errors (exit status 2).
+
+    rnnkit diagnose gradient-flow --cells elman,lstm,gru --length 200 --out flow.png
+    rnnkit diagnose gates --cell lstm --length 100 --out gates.png
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+CELL_SPEC_HELP = ("NAME[:OPTION]...[@RADIUS]: a registered cell; ':word' is its variant (lstm:cifg) "
+                  "or nonlinearity (elman:relu), ':key=value' any option (lstm:forget_bias=1); "
+                  "'@R' rescales the recurrent matrix to spectral radius R (elman@3 explodes).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rnnkit")
+def main() -> None:
+    """rnnkit: recurrent networks, correct to the equation."""
+
+
+@main.group()
+def diagnose() -> None:
+    """Pictures of gradient flow through time and of gate activity."""
+
+
+@diagnose.command("gradient-flow")
+@click.option("--cells", default="elman,lstm,gru", show_default=True,
+              help="Comma-separated cell specs, one line each. " + CELL_SPEC_HELP)
+@click.option("--length", type=click.IntRange(min=2), default=200, show_default=True,
+              help="Sequence length T.")
+@click.option("--hidden", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Hidden size H of every cell.")
+@click.option("--input", "input_size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Input size I; the input is x ~ N(0, 1).")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Sequences to average the norms over.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the input and of every cell's initial weights.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="gradient_flow.png",
+              show_default=True, help="PNG file to write.")
+def gradient_flow_command(cells: str, length: int, hidden: int, input_size: int, batch: int, seed: int,
+                          out: Path) -> None:
+    """Plot ||dL/dh_k|| and ||dh_T/dh_k|| against the distance T - k, one line per cell."""
+    from . import diagnose as diag
+
+    specs = [spec.strip() for spec in cells.split(",") if spec.strip()]
+    _check_png_path(out)
+    with _user_errors(out):
+        results = diag.compare_gradient_flow(specs, length=length, hidden_size=hidden,
+                                             input_size=input_size, batch_size=batch, seed=seed)
+        diag.plot_gradient_flow(results, out, title=f"Gradient flow back through time: T = {length}, "
+                                f"H = {hidden}, {batch} random sequences, untrained (seed {seed})")
+    click.echo(diag.decay_table(results))
+    click.echo(f"wrote {out} (gradient flow of {', '.join(specs)} over {length} steps)")
+
+
+@diagnose.command("gates")
+@click.option("--cell", "spec", default="lstm", show_default=True,
+              help="A gated cell (lstm, gru, mingru, minlstm). " + CELL_SPEC_HELP)
+@click.option("--length", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Sequence length T.")
+@click.option("--hidden", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Hidden size H (rows of each heatmap).")
+@click.option("--input", "input_size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Input size I; the input is x ~ N(0, 1).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the input and of the cell's initial weights.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="gates.png",
+              show_default=True, help="PNG file to write.")
+def gates_command(spec: str, length: int, hidden: int, input_size: int, seed: int, out: Path) -> None:
+    """Heatmaps of each gate's activation (units x time) on one random sequence."""
+    from . import diagnose as diag
+
+    _check_png_path(out)
+    with _user_errors(out):
+        gates = diag.gates_of(spec, length=length, hidden_size=hidden, input_size=input_size, seed=seed)
+        diag.plot_gate_activity(gates, out, title=f"{spec}: gate activations on one random sequence "
+                                f"(untrained, seed {seed})")
+    click.echo("mean activation: " + ", ".join(f"{name} {float(v.mean()):.3f}" for name, v in gates.items()))
+    click.echo(f"wrote {out} (gates {', '.join(gates)} of {spec}, {hidden} units x {length} steps)")
+
+
+def _check_png_path(out: Path) -> None:
+    """Fail before any work when --out cannot be written as a PNG."""
+    if out.suffix.lower() != ".png":
+        raise click.ClickException(f"--out must name a .png file, got {str(out)!r}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.ClickException(f"cannot write {str(out)!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise click.ClickException(f"cannot write {str(out)!r}: permission denied")
+
+
+@contextlib.contextmanager
+def _user_errors(out: Path):
+    """What the library rejects (a bad cell spec or option) and a PNG that cannot be written
+    become one line on stderr and exit status 1, without a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise click.ClickException(f"cannot write {str(out)!r}: {error.strerror or error}") from None
+    except (ValueError, TypeError) as error:
+        message = " ".join(str(error).split())      # one line, whatever the library wrote
+        raise click.ClickException(message) from None
+
+
+if __name__ == "__main__":
+    main()
