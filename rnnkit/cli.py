@@ -4,6 +4,7 @@ A click group; each subcommand parses its options, calls the library and prints 
 Mistakes in what the user asked for (an unknown cell, an unwritable --out) end with one line on
 stderr and exit status 1; malformed options are click's usage errors (exit status 2).
 
+    rnnkit demo
     rnnkit diagnose gradient-flow --cells elman,lstm,gru --length 200 --out flow.png
     rnnkit diagnose gates --cell lstm --length 100 --out gates.png
 """
@@ -26,6 +27,28 @@ CELL_SPEC_HELP = ("NAME[:OPTION]...[@RADIUS]: a registered cell; ':word' is its 
 @click.version_option(__version__, prog_name="rnnkit")
 def main() -> None:
     """rnnkit: recurrent networks, correct to the equation."""
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default="rnnkit-demo.png",
+              show_default=True, help="PNG file for the training curves.")
+@click.option("--length", type=click.IntRange(min=2), default=50, show_default=True,
+              help="Sequence length T of the adding problem.")
+@click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True,
+              help="Training steps per model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(out: Path, length: int, steps: int, seed: int) -> None:
+    """Train a tanh RNN, an LSTM and a GRU on the adding problem (about a minute, no data needed).
+
+    \b
+    Example:
+        rnnkit demo --out demo.png
+    """
+    from .tasks.demo import run_demo
+
+    _check_png_path(out)
+    with _user_errors(out):
+        run_demo(out, length=length, steps=steps, seed=seed, echo=click.echo)
 
 
 @main.group()
