@@ -38,6 +38,10 @@ class EchoStateCell(RecurrentCell):
                  own_parameters: bool = True, device=None, dtype=None):
         super().__init__(input_size, hidden_size, own_parameters=own_parameters,
                          device=device, dtype=dtype)
+        for name, value in (("spectral_radius", spectral_radius), ("leak_rate", leak_rate),
+                            ("sparsity", sparsity)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
         if not spectral_radius > 0:
             raise ValueError(f"spectral_radius must be positive, got {spectral_radius!r}")
         if not 0 < leak_rate <= 1:

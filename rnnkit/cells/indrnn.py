@@ -33,6 +33,10 @@ class IndRNNCell(RecurrentCell):
         super().__init__(input_size, hidden_size, own_parameters=own_parameters,
                          device=device, dtype=dtype)
         self.f = lookup(nonlinearity)
+        if recurrent_max is not None and (isinstance(recurrent_max, bool)
+                                          or not isinstance(recurrent_max, (int, float))):
+            raise TypeError(f"recurrent_max must be a positive number or None, got "
+                            f"{type(recurrent_max).__name__} ({recurrent_max!r})")
         if recurrent_max is not None and not recurrent_max > 0:
             raise ValueError(f"recurrent_max must be positive or None, got {recurrent_max!r}")
         self.nonlinearity, self.bias, self.recurrent_max = nonlinearity, bias, recurrent_max

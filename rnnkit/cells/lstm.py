@@ -76,7 +76,11 @@ class LSTMCell(RecurrentCell):
         self.layer_norm = bool(layer_norm)
         self.gates = _GATES.get(variant, "ifgo")
         if forget_bias is not None and variant in ("nfg",):
-            raise ValueError(f"forget_bias: variant {variant!r} has no forget gate to initialise")
+            raise ValueError(f"forget_bias must be None for variant {variant!r}, which has no forget gate "
+                             f"(f = 1); got forget_bias={forget_bias!r}")
+        if forget_bias is not None and not bias:
+            raise ValueError(f"forget_bias needs bias=True (it initialises the forget gate's bias); "
+                             f"got forget_bias={forget_bias!r} with bias=False")
         self.forget_bias = forget_bias
         self.peepholes = "" if variant in ("standard", "np") else \
             "".join(g for g in "ifo" if g in self.gates and not (variant == "cifg" and g == "f"))

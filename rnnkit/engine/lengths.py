@@ -13,9 +13,15 @@ def check_lengths(lengths, batch_size: int, max_length: int) -> Tensor:
         lengths = lengths.detach().to("cpu", torch.int64)
     else:
         try:
-            lengths = torch.as_tensor(list(lengths), dtype=torch.int64)
+            values = list(lengths)
+            converted = torch.as_tensor(values) if values else torch.zeros(0, dtype=torch.int64)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"lengths must be a 1-D tensor or a list of ints, got {lengths!r}") from None
+        if (converted.is_floating_point() or converted.is_complex() or converted.dtype == torch.bool
+                or any(isinstance(v, bool) for v in values)):
+            # as_tensor(..., dtype=int64) would silently truncate 2.5 to 2
+            raise TypeError(f"lengths must be a 1-D tensor or a list of ints, got {lengths!r}")
+        lengths = converted.to(torch.int64)
     if lengths.dim() != 1 or lengths.numel() != batch_size:
         raise ValueError(f"lengths must have shape ({batch_size},) (one length per sequence in the "
                          f"batch), got shape {tuple(lengths.shape)}")

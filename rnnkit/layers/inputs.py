@@ -62,8 +62,12 @@ def read_state(state, names: tuple[str, ...], sizes: tuple[int, ...], layers_x_d
     """Check a user's state against torch's layout (L·D, B, S) and return it as a tuple."""
     if isinstance(state, Tensor):
         state = (state,)
-    if not isinstance(state, (tuple, list)) or not all(isinstance(s, Tensor) for s in state):
+    if not isinstance(state, (tuple, list)):
         raise TypeError(f"state must be a Tensor or a tuple of Tensors {names}, got {type(state).__name__}")
+    if not all(isinstance(s, Tensor) for s in state):
+        given = ", ".join(type(s).__name__ for s in state)
+        raise TypeError(f"state must be a Tensor or a tuple of Tensors {names}, got a "
+                        f"{type(state).__name__} of ({given})")
     if len(state) != len(names):
         raise ValueError(f"state must hold {len(names)} tensor(s) {names}, got {len(state)}")
     checked = []

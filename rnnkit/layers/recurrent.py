@@ -70,7 +70,8 @@ class Recurrent(nn.Module):
         check_choice("backend", backend, ("auto", "reference"))
         check_choice("bptt", bptt, ("auto", "hand", "autograd"))
         if recurrent_dropout and not cell_class(cell).takes_recurrent_dropout:
-            raise ValueError(f"recurrent_dropout: cell {cell!r} has no recurrent matrix to apply it to")
+            raise ValueError(f"recurrent_dropout must be 0 for cell {cell!r}, which has no recurrent matrix "
+                             f"to apply it to; got {recurrent_dropout!r}")
         if dropout and num_layers == 1:
             warnings.warn("dropout acts between stacked layers; with num_layers=1 it does nothing",
                           stacklevel=2)
