@@ -24,12 +24,7 @@ EXACT = dict(atol=1e-12, rtol=0.0)
 I, H, B, T = 3, 4, 5, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----- plain-torch building blocks (no rnnkit code) ----------------------------------------------

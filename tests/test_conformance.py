@@ -51,13 +51,7 @@ each_config = pytest.mark.parametrize("name,options", CONFIGS, ids=IDS)
 I, H = 3, 3          # input and hidden sizes used throughout (proj_size / output_size differ)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are tiny: intra-op threads only add contention (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_layer(name, options, num_layers=2, bidirectional=False, batch_first=False, seed=0,

@@ -38,14 +38,7 @@ CELL_NAMES = {"lstm": "lstm", "gru": "gru", "rnn": "elman"}
 INPUT_MODES = ("padded", "packed", "unbatched", "lengths")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """These tensors are tiny; torch's multi-threaded RNN kernels only add synchronisation, which
-    costs up to a second per call when another process holds one of the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass
@@ -323,38 +316,12 @@ def config_id(seed: int) -> str:
 # The drop-ins, both backends, both dtypes
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("seed", SEEDS, ids=config_id)
-def test_reference_lstm_matches_torch_on_random_configs(seed, dtype):
-    cfg = draw_config("lstm", seed)
-    reference = make_torch_module(cfg, dtype)
-    ours = make_dropin(cfg, dtype, "reference", reference)
-    check_parity(cfg, dtype, reference, ours, list(ours.parameters()))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-@pytest.mark.parametrize("seed", SEEDS, ids=config_id)
-def test_reference_gru_matches_torch_on_random_configs(seed, dtype):
-    cfg = draw_config("gru", seed)
-    reference = make_torch_module(cfg, dtype)
-    ours = make_dropin(cfg, dtype, "reference", reference)
-    check_parity(cfg, dtype, reference, ours, list(ours.parameters()))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-@pytest.mark.parametrize("seed", SEEDS, ids=config_id)
-def test_reference_rnn_matches_torch_on_random_configs(seed, dtype):
-    cfg = draw_config("rnn", seed)
-    reference = make_torch_module(cfg, dtype)
-    ours = make_dropin(cfg, dtype, "reference", reference)
-    check_parity(cfg, dtype, reference, ours, list(ours.parameters()))
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
-@pytest.mark.parametrize("seed", SEEDS, ids=config_id)
 @pytest.mark.parametrize("kind", KINDS)
-def test_auto_backend_dropin_matches_torch_on_random_configs(kind, seed, dtype):
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_dropin_matches_torch_on_random_configs(backend, kind, seed, dtype):
     cfg = draw_config(kind, seed)
     reference = make_torch_module(cfg, dtype)
-    ours = make_dropin(cfg, dtype, "auto", reference)
+    ours = make_dropin(cfg, dtype, backend, reference)
     check_parity(cfg, dtype, reference, ours, list(ours.parameters()))
 
 
