@@ -68,11 +68,11 @@ class ElmanCell(RecurrentCell):
     def step_saving(self, p, u_t, state):
         (h_prev,) = state
         h = self.f(u_t + affine(h_prev, p["weight_hh"], p.get("bias_hh")))      # (B, H)
-        return (h,), {"h_prev": h_prev, "h": h}
+        return (h,), {"h_prev": h_prev, "f_out": h}
 
     def step_backward(self, p, cache, grad_state):
         (dh,) = grad_state                                                      # (B, H)
-        d_a = dh * DERIVATIVES_FROM_OUTPUT[self.nonlinearity](cache["h"])
+        d_a = dh * DERIVATIVES_FROM_OUTPUT[self.nonlinearity](cache["f_out"])
         return d_a, (d_a @ p["weight_hh"],), {"d_a": d_a, "h_prev": cache["h_prev"]}
 
     def recurrent_grads(self, p, records):
