@@ -66,3 +66,15 @@ def test_reservoir_is_not_trained_and_predicting_before_fit_is_an_error():
         esn(torch.randn(5, 1, 1))
     with pytest.raises(ValueError, match="washout"):
         esn.fit(torch.randn(50, 1, 1), torch.randn(50, 1, 1))
+
+
+def test_a_seeded_stack_gets_a_different_reproducible_reservoir_for_every_cell():
+    first = rnnkit.Recurrent("esn", 4, 8, num_layers=2, bidirectional=True, seed=3)
+    again = rnnkit.Recurrent("esn", 4, 8, num_layers=2, bidirectional=True, seed=3)
+    forward_1, backward_1 = first.cells[0].weight_hh, first.cells[1].weight_hh
+    assert not torch.equal(forward_1, backward_1), "both directions got the same reservoir"
+    assert not torch.equal(first.cells[1].weight_hh, first.cells[3].weight_hh)
+    for ours, theirs in zip(first.cells, again.cells):
+        assert torch.equal(ours.weight_hh, theirs.weight_hh) and torch.equal(ours.weight_ih, theirs.weight_ih)
+    single = rnnkit.Recurrent("esn", 4, 8, seed=3)
+    assert torch.equal(single.cells[0].weight_hh, forward_1), "cell 0 of a stack uses the seed itself"

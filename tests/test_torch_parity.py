@@ -417,6 +417,9 @@ def test_dropin_parameter_names_and_shapes_equal_torch(kind, seed):
         assert ours.proj_size == reference.proj_size
     if kind == "rnn":
         assert ours.nonlinearity == reference.nonlinearity
+    ours.flatten_parameters()                  # torch.nn code calls it; it must change nothing
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == \
+        [(n, p.shape) for n, p in reference.named_parameters()]
 
 
 @pytest.mark.parametrize("backend", ["auto", "reference"])

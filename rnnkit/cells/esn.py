@@ -25,7 +25,8 @@ class EchoStateCell(RecurrentCell):
     W (H, H) is random with a fraction ``sparsity`` of its entries zero, scaled so that its
     spectral radius (largest |eigenvalue|) is ``spectral_radius``; W_in (H, I) is uniform in
     [−input_scaling, input_scaling]; b is uniform in [−bias_scaling, bias_scaling]; α is
-    ``leak_rate``. ``seed`` makes the reservoir reproducible. All three are buffers, not parameters.
+    ``leak_rate``. ``seed`` makes the reservoir reproducible (in a stacked or bidirectional
+    ``Recurrent``, cell k of the stack gets ``seed + k``). All three are buffers, not parameters.
     Fit a readout with ``rnnkit.cells.esn.fit_ridge`` or use ``rnnkit.EchoStateNetwork``.
     """
 

@@ -44,6 +44,10 @@ class _TorchCompatible(Recurrent):
         for index, cell_module in enumerate(self.cells):
             cell_module.init_parameters(self.cell_params(index))
 
+    def flatten_parameters(self) -> None:
+        """Accepted for code written for torch.nn (which calls it after ``.cuda()``): the weights
+        are handed to torch's kernel as they are, so there is nothing to compact."""
+
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         return [list(self.cell_params(i).values()) for i in range(len(self.cells))]

@@ -88,7 +88,7 @@ class Recurrent(nn.Module):
         for _ in range(num_layers):
             for _ in range(self.num_directions):
                 cells.append(create(cell, layer_input, hidden_size, own_parameters=self._cells_own_parameters,
-                                    device=device, dtype=dtype, **cell_options))
+                                    device=device, dtype=dtype, **_options_of_cell(cell_options, len(cells))))
             layer_input = cells[-1].output_size * self.num_directions
         self.cells = nn.ModuleList(cells)
         self.state_names = cells[0].state_names
@@ -216,3 +216,12 @@ def _packed_lengths(packed: PackedSequence) -> list[int]:
     if packed.unsorted_indices is None:
         return lengths_sorted
     return [lengths_sorted[i] for i in packed.unsorted_indices.tolist()]
+
+
+def _options_of_cell(cell_options: dict, index: int) -> dict:
+    """The options of the ``index``-th cell of a stack: a ``seed`` (the reservoir seed of fixed random
+    cells such as the ESN) is offset by the cell's index, so that the layers and directions of one
+    layer get different reservoirs that are still reproducible from one number."""
+    if cell_options.get("seed") is None:
+        return cell_options
+    return {**cell_options, "seed": cell_options["seed"] + index}
