@@ -542,3 +542,19 @@ def test_fit_ridge_recovers_a_linear_map():
     np.testing.assert_allclose(W_fit.numpy(), W_ref, atol=1e-10, rtol=0)
     np.testing.assert_allclose(c_fit.numpy(), c_ref, atol=1e-10, rtol=0)
     assert np.linalg.norm(W_ref) < np.linalg.norm(sol[:-1])      # the penalty shrinks W
+
+
+@pytest.mark.parametrize("name", cells.available())
+def test_calling_a_cell_takes_one_step_like_the_layer_does(name):
+    torch.manual_seed(0)
+    layer = rnnkit.Recurrent(name, I, H, dtype=DTYPE, backend="reference")
+    cell = layer.cells[0]
+    x = torch.randn(T, B, I, dtype=DTYPE)
+    expected, _ = layer(x)
+    state, outputs = None, []
+    for x_t in x:
+        y_t, state = cell(x_t, state)
+        outputs.append(y_t)
+    torch.testing.assert_close(torch.stack(outputs), expected, **EXACT)
+    with pytest.raises(ValueError, match=r"x_t must have shape \(batch, input_size=3\), got \(5, 4\)"):
+        cell(torch.randn(B, I + 1, dtype=DTYPE))

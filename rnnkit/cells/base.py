@@ -144,6 +144,22 @@ class RecurrentCell(nn.Module):
         return tuple(torch.zeros(batch_size, size, device=device, dtype=dtype)
                      for size in self.state_sizes())
 
+    def forward(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One step, as ``torch.nn.LSTMCell`` is called: ``x_t`` (B, I) and the previous state (a
+        tuple in ``state_names`` order; zeros when None) give ``(y_t, new_state)``. For whole
+        sequences use ``rnnkit.Recurrent``, which projects the inputs of all steps at once."""
+        if not self._own_parameters:
+            raise RuntimeError("this cell's parameters live on its layer (own_parameters=False); "
+                               "call it through the layer, or use step(p, u_t, state)")
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[1] != self.input_size:
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must have shape (batch, input_size={self.input_size}), got {got}")
+        if state is None:
+            state = self.initial_state(x_t.shape[0], device=x_t.device, dtype=x_t.dtype)
+        p = self.params()
+        u_t = self.project_input(p, x_t.unsqueeze(0))[0]                      # (B, G)
+        return self.step(p, u_t, tuple(state))
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
 
