@@ -78,3 +78,11 @@ def test_a_seeded_stack_gets_a_different_reproducible_reservoir_for_every_cell()
         assert torch.equal(ours.weight_hh, theirs.weight_hh) and torch.equal(ours.weight_ih, theirs.weight_ih)
     single = rnnkit.Recurrent("esn", 4, 8, seed=3)
     assert torch.equal(single.cells[0].weight_hh, forward_1), "cell 0 of a stack uses the seed itself"
+
+
+def test_a_small_very_sparse_reservoir_still_has_the_requested_spectral_radius():
+    for seed in range(40):                  # some of these draw a nilpotent matrix first
+        cell = rnnkit.cells.create("esn", 2, 4, sparsity=0.9, spectral_radius=0.8, seed=seed,
+                                   dtype=torch.float64)
+        radius = torch.linalg.eigvals(cell.weight_hh).abs().max()
+        torch.testing.assert_close(radius, torch.tensor(0.8, dtype=torch.float64))

@@ -61,11 +61,18 @@ class EchoStateCell(RecurrentCell):
     def init_parameters(self, p: Params) -> None:
         H = self.hidden_size
         generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
-        w = torch.randn(H, H, generator=generator, dtype=torch.float64)
-        w *= torch.rand(H, H, generator=generator, dtype=torch.float64) >= self.sparsity
-        radius = torch.linalg.eigvals(w).abs().max()
-        if radius > 0:
-            w *= self.spectral_radius / radius
+        # A sparse random matrix can be nilpotent (all eigenvalues 0: small H, high sparsity), and
+        # then no scaling reaches the requested radius: draw again from the same generator.
+        for _ in range(100):
+            w = torch.randn(H, H, generator=generator, dtype=torch.float64)
+            w *= torch.rand(H, H, generator=generator, dtype=torch.float64) >= self.sparsity
+            radius = torch.linalg.eigvals(w).abs().max()
+            if radius > 1e-6:
+                break
+        else:
+            raise ValueError(f"could not draw a reservoir of {H} units with sparsity={self.sparsity} "
+                             f"whose spectral radius is not 0; use a lower sparsity or more units")
+        w *= self.spectral_radius / radius
         w_in = (2 * torch.rand(p["weight_ih"].shape, generator=generator, dtype=torch.float64) - 1)
         b = (2 * torch.rand(H, generator=generator, dtype=torch.float64) - 1)
         with torch.no_grad():
