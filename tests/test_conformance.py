@@ -36,7 +36,7 @@ def _family_options(name: str) -> list[dict]:
     if name == "jordan":
         return [dict(output_size=2), dict(output_size=4, output_nonlinearity="sigmoid")]
     if name in ("mingru", "minlstm"):
-        return [dict(mode="parallel"), dict(mode="sequential")]
+        return [dict(mode="parallel"), dict(mode="scan"), dict(mode="sequential")]
     if name == "indrnn":
         return [dict(), dict(recurrent_max=0.5)]
     if name == "esn":
@@ -536,13 +536,14 @@ def test_out_of_range_rates_raise_value_error(option, value):
         rnnkit.Recurrent("elman", I, H, **{option: value})
 
 
-# ----- 8. the parallel scan of minGRU / minLSTM equals their sequential step ------------------------
+# ----- 8. the scans of minGRU / minLSTM (parallel, time-ordered) equal their sequential step -------
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("mode", ["parallel", "scan"])
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
-def test_parallel_scan_matches_sequential_mode(name, bidirectional):
+def test_parallel_scan_matches_sequential_mode(name, mode, bidirectional):
     g = torch.Generator().manual_seed(24)
     T, B = 7, 4
-    parallel = make_layer(name, dict(mode="parallel"), num_layers=2, bidirectional=bidirectional)
+    parallel = make_layer(name, dict(mode=mode), num_layers=2, bidirectional=bidirectional)
     results = {}
     lengths = random_lengths(T, B, g)
     x0 = padded_input(T, B, lengths, g)
@@ -569,12 +570,13 @@ def test_parallel_scan_matches_sequential_mode(name, bidirectional):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("mode", ["parallel", "scan"])
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
-def test_parallel_scan_matches_sequential_on_a_long_float32_sequence(name):
+def test_parallel_scan_matches_sequential_on_a_long_float32_sequence(name, mode):
     g = torch.Generator().manual_seed(25)
     T, B, hidden = 500, 3, 8
     torch.manual_seed(0)
-    parallel = rnnkit.Recurrent(name, I, hidden, backend="reference", mode="parallel")
+    parallel = rnnkit.Recurrent(name, I, hidden, backend="reference", mode=mode)
     sequential = rnnkit.Recurrent(name, I, hidden, backend="reference", mode="sequential")
     sequential.load_state_dict(parallel.state_dict())
     x = torch.randn(T, B, I, generator=g)

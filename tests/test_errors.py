@@ -214,7 +214,7 @@ def test_bad_jordan_output_nonlinearity_and_size():
 def test_bad_choices_of_other_options():
     with pytest.raises(ValueError, match=esc("init must be one of 'default', 'identity'; got 'orthogonal'")):
         R("elman", I, H, init="orthogonal")
-    with pytest.raises(ValueError, match=esc("mode must be one of 'parallel', 'sequential'; got 'fast'")):
+    with pytest.raises(ValueError, match=esc("mode must be one of 'auto', 'parallel', 'scan', 'sequential'; got 'fast'")):
         R("minlstm", I, H, mode="fast")
     with pytest.raises(ValueError, match=esc("backend must be one of 'auto', 'reference'; got 'cuda'")):
         R("elman", I, H, backend="cuda")

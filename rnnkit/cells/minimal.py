@@ -14,6 +14,7 @@ from .activations import log_positive_g, positive_g, positive_g_derivative
 from .base import Params, RecurrentCell, State, check_choice
 from .functional import affine
 from .registry import register
+from ..engine.scan import gated_scan
 
 
 def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -39,11 +40,11 @@ class _MinimalCell(RecurrentCell):
     takes_recurrent_dropout = False   # no recurrent matrix: there is nothing to drop
     n_projections = 0
 
-    def __init__(self, input_size, hidden_size, *, mode="parallel", bias=True,
+    def __init__(self, input_size, hidden_size, *, mode="auto", bias=True,
                  own_parameters=True, device=None, dtype=None):
         super().__init__(input_size, hidden_size, own_parameters=own_parameters,
                          device=device, dtype=dtype)
-        check_choice("mode", mode, ("parallel", "sequential"))
+        check_choice("mode", mode, ("auto", "parallel", "scan", "sequential"))
         self.mode, self.bias = mode, bias
         self._build()
 
@@ -88,11 +89,21 @@ class _MinimalCell(RecurrentCell):
         return {}
 
     def scan(self, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State] | None:
-        """The whole sequence at once, or None in sequential mode (the loop then runs ``step``)."""
-        if self.mode != "parallel":
+        """The whole sequence at once, or None in sequential mode (the loop then runs ``step``).
+
+        ``"parallel"``: the log-space scan; ``"scan"``: the coefficients of all steps at once, then
+        the linear recurrence in time order (``rnnkit.engine.scan``); ``"auto"``: the parallel scan
+        on a GPU, the time-ordered one elsewhere (faster on a CPU, where B·H fills the cores)."""
+        mode = self.mode
+        if mode == "auto":
+            mode = "parallel" if u.is_cuda else "scan"
+        if mode == "parallel":
+            log_a, log_b = self.log_coefficients(u)
+            h = log_space_scan(log_a, log_b, state[0], valid)                   # (T, B, H)
+        elif mode == "scan":
+            h = gated_scan(self, u, state[0], valid)                            # (T, B, H)
+        else:
             return None
-        log_a, log_b = self.log_coefficients(u)
-        h = log_space_scan(log_a, log_b, state[0], valid)                       # (T, B, H)
         return h, (h[-1],)
 
     def extra_repr(self):
@@ -109,8 +120,11 @@ class MinGRUCell(_MinimalCell):
 
     with g(a) = a + ½ for a ≥ 0 and σ(a) otherwise, which keeps \tilde h positive for the scan.
     Parameters: ``weight_ih`` (2H, I) stacked [z; h̃], ``bias_ih`` (2H).
-    ``mode="parallel"`` runs the log-space scan over the whole sequence; ``"sequential"`` runs
-    the step above; both give the same result.
+    ``mode="parallel"`` runs the log-space scan over the whole sequence; ``"scan"`` computes the
+    coefficients of all steps at once and runs h_t = a_t ⊙ h_{t−1} + b_t in time order with a
+    hand-derived backward (the fast form on a CPU); ``"sequential"`` runs the step above (the
+    reference); ``"auto"`` (default) is ``"parallel"`` on a GPU and ``"scan"`` elsewhere. All give
+    the same result.
     """
 
     n_projections = 2
