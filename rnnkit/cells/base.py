@@ -122,7 +122,9 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError
 
     def recurrent_grads(self, p: Params, records: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Gradients of the recurrent parameters from every step's records, each (T, B, ·)."""
+        """Gradients of the recurrent parameters from every step's records, each (N, ·): the rows
+        of all steps stacked (N = T·B, fewer when sequences end early), so that a weight's gradient
+        is one matrix product over all of them (``summed_outer``)."""
         raise NotImplementedError
 
     def native_kind(self) -> str | None:

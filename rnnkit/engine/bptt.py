@@ -8,10 +8,16 @@ For h_t = F(u_t, h_{t−1}; θ) and a loss L over the outputs, BPTT runs the δ 
 
 Each cell supplies ``step_saving`` (the step, keeping what its backward needs), ``step_backward``
 (one step of the δ recursion: the gradients of u_t and of the previous state, and per-step records;
-records named ``d_*`` are gradients, zeroed past each sequence's end, the others forward values)
+records named ``d_*`` are gradients, the others forward values)
 and ``recurrent_grads`` (its recurrent weights' gradients from the records of *all* steps, so that
 dU = Σ_t δa_tᵀ h_{t−1} is one large matrix product over T·B rows instead of T small ones).
 The input projection u = x Wᵀ + b stays in autograd: it is one large product already.
+
+**Variable lengths cost what they compute.** With ``valid`` (T, B) the batch is sorted by length,
+longest first, so that the sequences still running at step t are the first n_t rows: each step
+computes only those rows (as torch's packed sequences do, without packing the data), a finished
+sequence's state is set aside at its last step, and the backward pass takes the same prefixes in
+reverse. A batch whose lengths are spread over 1..T costs about the mean length, not T.
 """
 from __future__ import annotations
 
@@ -29,48 +35,99 @@ def run_hand_bptt(cell: RecurrentCell, p: Params, u: Tensor, state: State,
     return result[0], tuple(result[1:])
 
 
+def run_compacted(cell: RecurrentCell, p: Params, u: Tensor, state: State,
+                  valid: Tensor) -> tuple[Tensor, State]:
+    """The forward pass alone (no gradient), computing only the steps inside each sequence."""
+    order = _BatchOrder(valid)
+    outputs, final, _ = _forward(lambda u_t, s: cell.step(p, u_t, s), order, u, state, save=False)
+    return outputs, final
+
+
+class _BatchOrder:
+    """Sequences sorted longest first, and how many are still running at each step.
+
+    ``valid`` (T, B) must be a prefix mask (step t of sequence b is valid iff t < length_b), as
+    ``valid_mask`` and ``reverse_padded`` make it; None means every sequence runs all T steps."""
+
+    def __init__(self, valid: Tensor | None, T: int | None = None, B: int | None = None) -> None:
+        if valid is None:
+            self.permutation = self.inverse = None
+            self.running = [B] * T                                              # n_t for every t
+            return
+        lengths = valid.sum(0)                                                  # (B,)
+        self.permutation = torch.argsort(lengths, descending=True, stable=True)
+        self.inverse = torch.argsort(self.permutation)
+        self.running = valid.sum(1).tolist()                                    # n_t, non-increasing
+
+    def sort(self, x: Tensor, dim: int) -> Tensor:
+        return x if self.permutation is None else x.index_select(dim, self.permutation)
+
+    def unsort(self, x: Tensor, dim: int) -> Tensor:
+        return x if self.inverse is None else x.index_select(dim, self.inverse)
+
+
+def _forward(step, order: _BatchOrder, u: Tensor, state: State, save: bool):
+    """Run ``step(u_t, state) -> (y_t, state[, cache])`` over the running rows of each step.
+
+    Returns outputs (T, B, O) (zero past each end), the final state (each (B, S)) in the caller's
+    batch order, and the per-step caches when ``save``."""
+    u, state = order.sort(u, 1), tuple(order.sort(s, 0) for s in state)
+    outputs, finished, caches = None, [], []
+    for t, u_t in enumerate(u.unbind(0)):
+        n = order.running[t]
+        if n < state[0].shape[0]:                  # rows n.. ended at step t − 1: set their state aside
+            finished.append(tuple(s[n:] for s in state))
+            state = tuple(s[:n] for s in state)
+        if n < u_t.shape[0]:
+            u_t = u_t[:n]
+        y, state, *cache = step(u_t, state)
+        if outputs is None:
+            outputs = y.new_zeros(u.shape[0], u.shape[1], y.shape[-1])          # (T, B, O)
+        outputs[t, :n] = y
+        caches.append(cache[0] if save else None)
+    final = tuple(torch.cat(parts) for parts in zip(state, *reversed(finished))) if finished else state
+    return order.unsort(outputs, 1), tuple(order.unsort(s, 0) for s in final), caches
+
+
 class _HandBPTT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cell, names, valid, n_state, u, *tensors):
         state, params = tuple(tensors[:n_state]), dict(zip(names, tensors[n_state:]))
-        keeps = valid.unsqueeze(-1).unbind(0) if valid is not None else None      # each (B, 1)
-        outputs, caches = [], []
-        for t, u_t in enumerate(u.unbind(0)):
-            new_state, cache = cell.step_saving(params, u_t, state)
-            if keeps is not None:
-                new_state = tuple(torch.where(keeps[t], new, old) for new, old in zip(new_state, state))
-            state = new_state
-            outputs.append(new_state[0] if keeps is None else new_state[0] * keeps[t])
-            caches.append(cache)
-        ctx.cell, ctx.names, ctx.valid, ctx.n_state, ctx.caches = cell, names, valid, n_state, caches
+
+        def step(u_t, s):
+            new_state, cache = cell.step_saving(params, u_t, s)
+            return new_state[0], new_state, cache
+
+        order = _BatchOrder(valid, *u.shape[:2])
+        outputs, final, caches = _forward(step, order, u, state, save=True)
+        ctx.cell, ctx.names, ctx.order, ctx.caches = cell, names, order, caches
         ctx.save_for_backward(*tensors[n_state:])
-        ctx.T, ctx.state_templates = u.shape[0], [s.new_zeros(()).expand_as(s) for s in tensors[:n_state]]
-        return (torch.stack(outputs),) + state
+        ctx.input_shape = u.shape
+        return (outputs,) + final
 
     @staticmethod
     def backward(ctx, grad_outputs, *grad_final):
-        cell, caches, valid = ctx.cell, ctx.caches, ctx.valid
+        cell, caches, order = ctx.cell, ctx.caches, ctx.order
         params = dict(zip(ctx.names, ctx.saved_tensors))
-        T = ctx.T
-        grad_state = [g if g is not None else torch.zeros_like(template)
-                      for g, template in zip(grad_final, ctx.state_templates)]
-        grad_u = [None] * T
-        records: list[dict[str, Tensor]] = [None] * T
+        T, B, _ = ctx.input_shape
+        grad_outputs = order.sort(grad_outputs, 1)                              # (T, B, O)
+        grad_final = [order.sort(g, 0) for g in grad_final]                     # each (B, S)
+        grad_u, grad_state, records = None, None, []
         for t in range(T - 1, -1, -1):
-            g_out = grad_outputs[t] if grad_outputs is not None else None
-            keep = valid[t].unsqueeze(-1) if valid is not None else None             # (B, 1)
-            g_new = list(grad_state)
-            if g_out is not None:
-                g_new[0] = g_new[0] + (g_out if keep is None else g_out * keep)
-            g_u, g_prev, record = cell.step_backward(params, caches[t], tuple(g_new))
-            if keep is not None:
-                # Past a sequence's end the state is carried unchanged and nothing is computed.
-                g_prev = tuple(torch.where(keep, gp, gs) for gp, gs in zip(g_prev, grad_state))
-                g_u = g_u * keep
-                record = {k: v * keep if k.startswith("d_") else v for k, v in record.items()}
-            grad_state, grad_u[t], records[t] = list(g_prev), g_u, record
-        stacked = {k: torch.stack([r[k] for r in records]) for k in records[0]}     # each (T, B, ·)
+            n = order.running[t]
+            if grad_state is None:
+                grad_state = [g[:n] for g in grad_final]
+            elif n > grad_state[0].shape[0]:       # rows that end at step t join with their final grad
+                grad_state = [torch.cat([g, g_final[g.shape[0]:n]]) for g, g_final in zip(grad_state, grad_final)]
+            grad_state[0] = grad_state[0] + grad_outputs[t, :n]
+            g_u, g_prev, record = cell.step_backward(params, caches[t], tuple(grad_state))
+            if grad_u is None:
+                grad_u = g_u.new_zeros(T, B, g_u.shape[-1])                     # (T, B, G)
+            grad_u[t, :n] = g_u
+            grad_state = list(g_prev)
+            records.append(record)
+        stacked = {k: torch.cat([r[k] for r in records]) for k in records[0]}  # each (Σ_t n_t, ·)
         param_grads = cell.recurrent_grads(params, stacked)
-        return (None, None, None, None, torch.stack(grad_u), *grad_state,
+        return (None, None, None, None, order.unsort(grad_u, 1),
+                *(order.unsort(g, 0) for g in grad_state),
                 *(param_grads.get(n) for n in ctx.names))
-

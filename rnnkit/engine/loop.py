@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import Params, RecurrentCell, State
-from .bptt import run_hand_bptt
+from .bptt import run_compacted, run_hand_bptt
 
 
 @dataclass
@@ -31,7 +31,7 @@ def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
     ``hand_bptt``: when a gradient is needed, run the cell's hand-derived backward
     (``rnnkit.engine.bptt``) instead of autograd through the loop, where the cell and options allow.
     """
-    u = cell.project_input(p, x)                                                # (T, B, G)
+    u = _project(cell, p, x, valid)                                             # (T, B, G)
     scan = getattr(cell, "scan", None)
     if scan is not None and zoneout == 0.0:
         scanned = scan(p, u, state, valid)
@@ -41,9 +41,12 @@ def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
                 outputs = outputs * valid.unsqueeze(-1)
             return SequenceResult(outputs, final_state, (outputs,) if keep_states else None)
 
-    if (hand_bptt and recurrent_mask is None and not zoneout and not keep_states
-            and torch.is_grad_enabled() and cell.supports_hand_bptt()):
+    plain = recurrent_mask is None and not zoneout and not keep_states
+    if plain and hand_bptt and torch.is_grad_enabled() and cell.supports_hand_bptt():
         outputs, final_state = run_hand_bptt(cell, p, u, state, valid)
+        return SequenceResult(outputs, final_state)
+    if plain and valid is not None and not torch.is_grad_enabled():
+        outputs, final_state = run_compacted(cell, p, u, state, valid)          # skips finished rows
         return SequenceResult(outputs, final_state)
 
     outputs, history = [], []
@@ -63,6 +66,20 @@ def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
             history.append(state if valid_steps is None else tuple(s * valid_steps[t] for s in state))
     all_states = tuple(torch.stack(s) for s in zip(*history)) if keep_states else None
     return SequenceResult(torch.stack(outputs), state, all_states)
+
+
+def _project(cell: RecurrentCell, p: Params, x: Tensor, valid: Tensor | None) -> Tensor:
+    """The input projection of every step, computed only for the steps inside each sequence when
+    some are padding (rows past an end are zero: no step reads them), so that padding costs
+    neither the forward product nor the weight gradient's."""
+    if valid is None:
+        return cell.project_input(p, x)                                         # (T, B, G)
+    T, B = valid.shape
+    index = valid.reshape(-1).nonzero().squeeze(1)                              # (N,) valid rows
+    if index.numel() == T * B:
+        return cell.project_input(p, x)
+    rows = cell.project_input(p, x.reshape(T * B, -1).index_select(0, index).unsqueeze(0))[0]   # (N, G)
+    return rows.new_zeros(T * B, rows.shape[-1]).index_copy(0, index, rows).view(T, B, -1)
 
 
 def _zoneout(old: Tensor, new: Tensor, rate: float, training: bool) -> Tensor:
