@@ -8,6 +8,7 @@ from torch import Tensor
 
 from ..cells.base import Params, RecurrentCell, State
 from .bptt import run_compacted, run_hand_bptt
+from .fused import fused_runner
 
 
 @dataclass
@@ -21,7 +22,8 @@ class SequenceResult:
 def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
                  valid: Tensor | None = None, recurrent_mask: Tensor | None = None,
                  zoneout: float = 0.0, training: bool = False,
-                 keep_states: bool = False, hand_bptt: bool = False) -> SequenceResult:
+                 keep_states: bool = False, hand_bptt: bool = False,
+                 compiled: bool = False) -> SequenceResult:
     """Run ``cell`` over x (T, B, I) from ``state`` in time order.
 
     ``valid`` (T, B) marks the steps inside each sequence; at other steps the state is held and the
@@ -30,6 +32,7 @@ def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
     previous value with that probability at each step; at evaluation the two are mixed in expectation.
     ``hand_bptt``: when a gradient is needed, run the cell's hand-derived backward
     (``rnnkit.engine.bptt``) instead of autograd through the loop, where the cell and options allow.
+    ``compiled``: run the compiled loop (``rnnkit.engine.fused``) where one covers the cell.
     """
     u = _project(cell, p, x, valid)                                             # (T, B, G)
     scan = getattr(cell, "scan", None)
@@ -42,6 +45,10 @@ def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
             return SequenceResult(outputs, final_state, (outputs,) if keep_states else None)
 
     plain = recurrent_mask is None and not zoneout and not keep_states
+    fused = fused_runner(cell, u) if plain and compiled else None
+    if fused is not None:
+        outputs, final_state = fused(cell, p, u, state, valid)                  # C++ loop + hand BPTT
+        return SequenceResult(outputs, final_state)
     if plain and hand_bptt and torch.is_grad_enabled() and cell.supports_hand_bptt():
         outputs, final_state = run_hand_bptt(cell, p, u, state, valid)
         return SequenceResult(outputs, final_state)

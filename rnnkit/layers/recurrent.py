@@ -33,8 +33,9 @@ class Recurrent(nn.Module):
             2017); at evaluation the expectation is used.
         learn_initial_state: make the initial state a trained parameter instead of zeros.
         backend: ``"auto"`` uses torch's fused kernel where the cell computes exactly what it
-            computes (standard LSTM/GRU, tanh/relu Elman) and the options allow, the reference
-            loop elsewhere; ``"reference"`` always runs the reference loop.
+            computes (standard LSTM/GRU, tanh/relu Elman) and the options allow, rnnkit's compiled
+            loop (``rnnkit.engine.fused``) where one covers the cell, and the reference loop
+            elsewhere; ``"reference"`` always runs the reference loop (in Python).
         bptt: how the reference loop's gradient is computed: ``"hand"`` runs the cells'
             hand-derived backward (``rnnkit.engine.bptt``: one δ recursion, weight gradients as one
             matrix product over all steps), ``"autograd"`` differentiates the step loop, ``"auto"``
@@ -155,7 +156,8 @@ class Recurrent(nn.Module):
             result = run_sequence(cell, self.cell_params(index),
                                   reverse_padded(x, batch.lengths) if reverse else x,
                                   tuple(s[direction] for s in state), valid, mask, self.zoneout,
-                                  self.training, keep_states, hand_bptt=self._hand_bptt(cell))
+                                  self.training, keep_states, hand_bptt=self._hand_bptt(cell),
+                                  compiled=self.backend == "auto" and self.bptt != "autograd")
             outputs.append(reverse_padded(result.outputs, batch.lengths) if reverse else result.outputs)
             finals.append(result.final_state)
             if keep_states:

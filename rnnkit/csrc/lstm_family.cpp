@@ -1,0 +1,225 @@
+// The LSTM family's time loop, forward and backward, in one C++ call each.
+//
+// Everything in the Python hand BPTT (rnnkit/engine/bptt.py with rnnkit/cells/lstm.py) that runs once
+// per time step moves here: the recurrent product a_t = u_t + h_{t-1} U^T + b (ATen's addmm, MKL)
+// and one fused pass over the (n_t, H) units for all gate activations, the cell and the output
+// (forward), or for the whole delta recursion of one step (backward). What runs once per sequence
+// (the input projection, the weight gradients as one product over all T*B rows, the peephole
+// gradients) stays in Python, in one large ATen call each.
+//
+// Gates are stacked in weight_hh in the order i, f, g, o, leaving out the ones a variant drops;
+// `offset_*` gives each gate's column block (in units of H) or -1 when the gate is absent (fixed at 1).
+// Equations (Greff et al. 2017, vanilla LSTM; every Odyssey variant is one flag away):
+//   i = sig(a_i + p_i c_{t-1}),  f = sig(a_f + p_f c_{t-1})  (cifg: f = 1 - i),  g = tanh(a_g) (niaf: a_g)
+//   c_t = f c_{t-1} + i g,  o = sig(a_o + p_o c_t),  s = tanh(c_t) (noaf: c_t),  h_t = o s
+// Lengths: the batch is sorted longest first; step t touches only its first running[t] rows, so a
+// finished sequence's state rows keep the state at its end.
+// Vectorised math: ATen's Vectorized<T> (exp and tanh through Sleef, which libtorch exports), at the
+// widest instruction set the compiler targets (setup.py builds with -march=native).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define CPU_CAPABILITY_AVX512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define CPU_CAPABILITY_AVX2
+#endif
+#include <ATen/cpu/vec/vec.h>
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+struct Layout {
+  int64_t H, G;                        // hidden units; width of the gate stack (gates * H)
+  int64_t i, f, g, o;                  // column offsets of the gates' blocks, or -1
+  bool cifg, g_identity, h_identity;
+};
+
+template <typename T>
+using Vec = at::vec::Vectorized<T>;
+
+template <typename T>
+inline Vec<T> sigmoid(const Vec<T>& x) { return Vec<T>(T(1)) / (Vec<T>(T(1)) + x.neg().exp()); }
+
+// Load / store `count` lanes (a full vector, or the tail of a row).
+template <typename T>
+inline Vec<T> load(const T* p, int64_t count) {
+  return count == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, count);
+}
+template <typename T>
+inline void store(const Vec<T>& v, T* p, int64_t count) {
+  if (count == Vec<T>::size()) v.store(p); else v.store(p, count);
+}
+
+// One step's gates and cell for rows [0, n): `gates` holds a_t on entry and the activations
+// (i, f, g, o in their blocks) on exit; p_* are null where a gate has no peephole.
+template <typename T>
+void forward_pointwise(const Layout& L, int64_t n, T* gates, const T* c_prev, T* c, T* h,
+                       const T* p_i, const T* p_f, const T* p_o) {
+  const int64_t H = L.H, G = L.G, K = Vec<T>::size();
+  const Vec<T> one(T(1));
+  for (int64_t r = 0; r < n; ++r) {
+    T* a = gates + r * G;
+    const T* cp = c_prev + r * H;
+    for (int64_t j = 0; j < H; j += K) {
+      const int64_t m = std::min(K, H - j);
+      const Vec<T> c_old = load(cp + j, m);
+      Vec<T> i = one, f = one, o = one;
+      if (L.i >= 0) {
+        Vec<T> x = load(a + L.i + j, m);
+        if (p_i) x = x + load(p_i + j, m) * c_old;
+        i = sigmoid(x);
+        store(i, a + L.i + j, m);
+      }
+      if (L.cifg) {
+        f = one - i;
+      } else if (L.f >= 0) {
+        Vec<T> x = load(a + L.f + j, m);
+        if (p_f) x = x + load(p_f + j, m) * c_old;
+        f = sigmoid(x);
+        store(f, a + L.f + j, m);
+      }
+      Vec<T> g = load(a + L.g + j, m);
+      if (!L.g_identity) g = g.tanh();
+      store(g, a + L.g + j, m);
+      const Vec<T> c_new = f * c_old + i * g;
+      if (L.o >= 0) {
+        Vec<T> x = load(a + L.o + j, m);
+        if (p_o) x = x + load(p_o + j, m) * c_new;
+        o = sigmoid(x);
+        store(o, a + L.o + j, m);
+      }
+      const Vec<T> s = L.h_identity ? c_new : c_new.tanh();
+      store(c_new, c + r * H + j, m);
+      store(o * s, h + r * H + j, m);
+    }
+  }
+}
+
+// One step of the delta recursion for rows [0, n): from dh, dc (dc is updated in place to
+// dc_{t-1}) and the saved activations, the pre-activation gradients d_a (n, G).
+template <typename T>
+void backward_pointwise(const Layout& L, int64_t n, const T* gates, const T* c_prev, const T* c,
+                        const T* dh, T* dc, T* d_a, const T* p_i, const T* p_f, const T* p_o) {
+  const int64_t H = L.H, G = L.G, K = Vec<T>::size();
+  const Vec<T> one(T(1));
+  for (int64_t r = 0; r < n; ++r) {
+    const T* act = gates + r * G;
+    T* da = d_a + r * G;
+    for (int64_t j = 0; j < H; j += K) {
+      const int64_t m = std::min(K, H - j), row = r * H + j;
+      const Vec<T> i = L.i >= 0 ? load(act + L.i + j, m) : one;
+      const Vec<T> g = load(act + L.g + j, m);
+      const Vec<T> o = L.o >= 0 ? load(act + L.o + j, m) : one;
+      const Vec<T> f = L.cifg ? one - i : (L.f >= 0 ? load(act + L.f + j, m) : one);
+      const Vec<T> c_new = load(c + row, m), c_old = load(c_prev + row, m), dh_j = load(dh + row, m);
+      const Vec<T> s = L.h_identity ? c_new : c_new.tanh();
+      Vec<T> dc_j = load(dc + row, m) + dh_j * o * (L.h_identity ? one : one - s * s);
+      if (L.o >= 0) {
+        const Vec<T> da_o = dh_j * s * o * (one - o);
+        store(da_o, da + L.o + j, m);
+        if (p_o) dc_j = dc_j + da_o * load(p_o + j, m);
+      }
+      const Vec<T> dg = L.i >= 0 ? dc_j * i : dc_j;
+      store(L.g_identity ? dg : dg * (one - g * g), da + L.g + j, m);
+      const Vec<T> df = dc_j * c_old;
+      Vec<T> dc_prev = dc_j * f;
+      if (L.i >= 0) {
+        const Vec<T> di = L.cifg ? dc_j * g - df : dc_j * g;
+        const Vec<T> da_i = di * i * (one - i);
+        store(da_i, da + L.i + j, m);
+        if (p_i) dc_prev = dc_prev + da_i * load(p_i + j, m);
+      }
+      if (L.f >= 0 && !L.cifg) {
+        const Vec<T> da_f = df * f * (one - f);
+        store(da_f, da + L.f + j, m);
+        if (p_f) dc_prev = dc_prev + da_f * load(p_f + j, m);
+      }
+      store(dc_prev, dc + row, m);
+    }
+  }
+}
+
+Layout layout_of(int64_t H, int64_t G, const std::vector<int64_t>& offsets, bool cifg, bool g_identity,
+                 bool h_identity) {
+  TORCH_CHECK(offsets.size() == 4, "offsets must list the blocks of i, f, g, o");
+  auto at = [&](int64_t k) { return offsets[k] < 0 ? int64_t(-1) : offsets[k] * H; };
+  return Layout{H, G, at(0), at(1), at(2), at(3), cifg, g_identity, h_identity};
+}
+
+template <typename T>
+const T* maybe(const torch::Tensor& t) { return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr; }
+
+}  // namespace
+
+// u (T, B, G) pre-activations from the input; h0, c0 (B, H); weight_hh_t (H, G) = U^T; bias_hh (G)
+// or empty. Returns h_all, c_all (T, B, H) (zero past each end), gates (T, B, G) activations, and the
+// final h, c (B, H).
+std::vector<torch::Tensor> lstm_family_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor c0,
+                                               torch::Tensor weight_hh_t, torch::Tensor bias_hh,
+                                               torch::Tensor p_i, torch::Tensor p_f, torch::Tensor p_o,
+                                               std::vector<int64_t> offsets, bool cifg, bool g_identity,
+                                               bool h_identity, std::vector<int64_t> running) {
+  const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = h0.size(1);
+  const Layout L = layout_of(H, G, offsets, cifg, g_identity, h_identity);
+  TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
+  auto gates = torch::zeros_like(u);
+  auto h_all = torch::zeros({T, B, H}, u.options());
+  auto c_all = torch::zeros({T, B, H}, u.options());
+  auto h = h0.clone(), c = c0.clone();                   // the state, updated in place row-prefix-wise
+  const bool has_bias = bias_hh.defined() && bias_hh.numel();
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "lstm_family_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = running[t];
+      auto a = gates[t].narrow(0, 0, n);                 // (n, G)
+      if (has_bias) at::add_out(a, u[t].narrow(0, 0, n), bias_hh);
+      else a.copy_(u[t].narrow(0, 0, n));
+      a.addmm_(h.narrow(0, 0, n), weight_hh_t);
+      auto c_t = c_all[t], h_t = h_all[t];
+      forward_pointwise<scalar_t>(L, n, a.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
+                                  c_t.data_ptr<scalar_t>(), h_t.data_ptr<scalar_t>(), maybe<scalar_t>(p_i),
+                                  maybe<scalar_t>(p_f), maybe<scalar_t>(p_o));
+      h.narrow(0, 0, n).copy_(h_t.narrow(0, 0, n));
+      c.narrow(0, 0, n).copy_(c_t.narrow(0, 0, n));
+    }
+  });
+  return {h_all, c_all, gates, h, c};
+}
+
+// The backward loop. grad_h_all (T, B, H) the outputs' gradient; grad_h, grad_c (B, H) the final
+// state's. weight_hh (G, H). Returns d_a (T, B, G) (= the gradient of u; zero past each end) and the
+// initial state's gradients dh0, dc0 (B, H).
+std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch::Tensor grad_h,
+                                                torch::Tensor grad_c, torch::Tensor gates,
+                                                torch::Tensor c_all, torch::Tensor c0,
+                                                torch::Tensor weight_hh, torch::Tensor p_i,
+                                                torch::Tensor p_f, torch::Tensor p_o,
+                                                std::vector<int64_t> offsets, bool cifg, bool g_identity,
+                                                bool h_identity, std::vector<int64_t> running) {
+  const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = c0.size(1);
+  const Layout L = layout_of(H, G, offsets, cifg, g_identity, h_identity);
+  auto d_a = torch::zeros_like(gates);
+  auto dh = grad_h.clone(), dc = grad_c.clone();         // rows not yet started hold the final grads
+  auto dh_step = torch::empty({B, H}, gates.options());
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_family_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = running[t];
+      auto dh_n = dh_step.narrow(0, 0, n);
+      at::add_out(dh_n, dh.narrow(0, 0, n), grad_h_all[t].narrow(0, 0, n));
+      const torch::Tensor c_prev = t > 0 ? c_all[t - 1] : c0;
+      auto d_a_t = d_a[t].narrow(0, 0, n);
+      backward_pointwise<scalar_t>(L, n, gates[t].data_ptr<scalar_t>(), c_prev.data_ptr<scalar_t>(),
+                                   c_all[t].data_ptr<scalar_t>(), dh_n.data_ptr<scalar_t>(),
+                                   dc.data_ptr<scalar_t>(), d_a_t.data_ptr<scalar_t>(), maybe<scalar_t>(p_i),
+                                   maybe<scalar_t>(p_f), maybe<scalar_t>(p_o));
+      auto dh_prev = dh.narrow(0, 0, n);
+      at::mm_out(dh_prev, d_a_t, weight_hh);
+    }
+  });
+  return {d_a, dh, dc};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_family_forward", &lstm_family_forward, "LSTM-family time loop, forward");
+  m.def("lstm_family_backward", &lstm_family_backward, "LSTM-family time loop, backward");
+}

@@ -1,0 +1,140 @@
+r"""Compiled time loops (``rnnkit/csrc``): the hand BPTT of ``bptt.py`` with each step in C++.
+
+The Python hand BPTT issues a dozen ATen calls per step, each paying the dispatcher and a pass over
+memory; here one C++ call runs the whole loop: per step, the recurrent product (ATen addmm) and
+one fused pass over the units for every gate, the cell and the output (or, backwards, the whole δ
+recursion of the step). The input projection and the weight gradients stay one large product each
+over all T·B rows, as in ``bptt.py``; lengths are handled the same way (sorted longest first, each
+step touches only the sequences still running).
+
+The extension is built when the package is installed (``setup.py``). Where it is missing (a source
+checkout that was never built, a platform without a compiler at install time) the engine warns once
+and runs the Python hand BPTT, which computes the same thing.
+
+Cells covered: ``lstm`` in every variant except ``fgr``, without ``proj_size`` or ``layer_norm``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from ..cells.base import Params, RecurrentCell, State
+from ..cells.functional import summed, summed_outer
+from ..cells.lstm import LSTMCell
+from .bptt import _BatchOrder
+
+try:
+    from .. import _fused as _kernels                                           # type: ignore[attr-defined]
+    _LOAD_ERROR = None
+except ImportError as error:                                                    # not built
+    _kernels, _LOAD_ERROR = None, error
+
+_warned = False
+
+
+def available() -> bool:
+    """Whether the compiled loops were built and load."""
+    return _kernels is not None
+
+
+def fused_runner(cell: RecurrentCell, u: Tensor):
+    """The compiled loop ``run(cell, p, u, state, valid)`` for this cell and input, or None where
+    none applies (another cell or option, a GPU tensor, a dtype other than float32/float64)."""
+    if u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
+        return None
+    for cell_class, applies, run in _LOOPS:
+        if isinstance(cell, cell_class) and applies(cell):
+            if _kernels is None:
+                _warn_once()
+                return None
+            return run
+    return None
+
+
+def _warn_once() -> None:
+    global _warned
+    if not _warned:
+        warnings.warn(f"rnnkit's compiled loops are not built ({_LOAD_ERROR}); running the Python hand "
+                      f"BPTT instead, which gives the same results more slowly. Reinstall with "
+                      f"`pip install -e .` on a machine with a C++ compiler to build them.",
+                      RuntimeWarning, stacklevel=3)
+        _warned = True
+
+
+# ----- the LSTM family -----------------------------------------------------------------------------
+def lstm_layout(cell) -> dict:
+    """What the C++ loop needs to know of an LSTM cell's variant."""
+    offsets = [cell.gates.index(g) if g in cell.gates else -1 for g in "ifgo"]
+    return dict(offsets=offsets, cifg=cell.variant == "cifg", g_identity=cell.g_name == "identity",
+                h_identity=cell.h_name == "identity")
+
+
+def run_fused_lstm(cell, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State]:
+    """Outputs (T, B, H) and the final (h, c), through the compiled loop, with its backward."""
+    peepholes = [p.get(f"peephole_{g}") for g in "ifo"]
+    bias = p.get("bias_hh")
+    tensors = [p["weight_hh"], bias, *peepholes]
+    present = [t is not None for t in tensors]
+    result = _FusedLSTM.apply(lstm_layout(cell), valid, present, u, state[0], state[1],
+                              *(t for t in tensors if t is not None))
+    return result[0], (result[1], result[2])
+
+
+class _FusedLSTM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, layout, valid, present, u, h0, c0, *tensors):
+        weight_hh, bias_hh, p_i, p_f, p_o = _unpack(present, tensors)
+        T, B, _ = u.shape
+        order = _BatchOrder(valid, T, B)
+        u_sorted, h0_sorted, c0_sorted = order.sort(u, 1), order.sort(h0, 0), order.sort(c0, 0)
+        h_all, c_all, gates, h_final, c_final = _kernels.lstm_family_forward(
+            u_sorted.contiguous(), h0_sorted.contiguous(), c0_sorted.contiguous(),
+            weight_hh.t().contiguous(), _or_empty(bias_hh, u), _or_empty(p_i, u), _or_empty(p_f, u),
+            _or_empty(p_o, u), layout["offsets"], layout["cifg"], layout["g_identity"],
+            layout["h_identity"], order.running)
+        ctx.layout, ctx.order, ctx.present = layout, order, present
+        ctx.save_for_backward(h_all, c_all, gates, h0_sorted, c0_sorted, *tensors)
+        return order.unsort(h_all, 1), order.unsort(h_final, 0), order.unsort(c_final, 0)
+
+    @staticmethod
+    def backward(ctx, grad_h_all, grad_h, grad_c):
+        h_all, c_all, gates, h0, c0, *tensors = ctx.saved_tensors
+        weight_hh, bias_hh, p_i, p_f, p_o = _unpack(ctx.present, tensors)
+        order, layout = ctx.order, ctx.layout
+        d_a, dh0, dc0 = _kernels.lstm_family_backward(
+            order.sort(grad_h_all, 1).contiguous(), order.sort(grad_h, 0).contiguous(),
+            order.sort(grad_c, 0).contiguous(), gates, c_all, c0, weight_hh.contiguous(),
+            _or_empty(p_i, gates), _or_empty(p_f, gates), _or_empty(p_o, gates), layout["offsets"],
+            layout["cifg"], layout["g_identity"], layout["h_identity"], order.running)
+        # Once per sequence: dU = Σ δa h_{t−1}ᵀ over all rows, db = Σ δa, dp = Σ δa_gate ⊙ c.
+        h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]])                       # (T, B, H)
+        grads = [summed_outer(d_a, h_prev), summed(d_a) if bias_hh is not None else None]
+        H = h0.shape[-1]
+        c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])                       # (T, B, H)
+        for k, (peephole, c_seen) in enumerate(zip((p_i, p_f, p_o), (c_prev, c_prev, c_all))):
+            if peephole is not None:
+                block = layout["offsets"]["ifgo".index("ifo"[k])] * H
+                grads.append(summed(d_a[..., block:block + H] * c_seen))
+            else:
+                grads.append(None)
+        return (None, None, None, order.unsort(d_a, 1), order.unsort(dh0, 0), order.unsort(dc0, 0),
+                *(g for g, there in zip(grads, ctx.present) if there))
+
+
+def _unpack(present: list[bool], tensors) -> list[Tensor | None]:
+    found = iter(tensors)
+    return [next(found) if there else None for there in present]
+
+
+def _or_empty(t: Tensor | None, like: Tensor) -> Tensor:
+    return t.contiguous() if t is not None else like.new_empty(0)
+
+
+def _lstm_applies(cell: LSTMCell) -> bool:
+    return cell.variant != "fgr" and not cell.proj_size and not cell.layer_norm
+
+
+# (cell class, whether this cell's options are covered, the runner)
+_LOOPS = [(LSTMCell, _lstm_applies, run_fused_lstm)]

@@ -1,0 +1,114 @@
+"""The compiled loops (rnnkit/csrc, rnnkit.engine.fused) against the reference implementation."""
+import warnings
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.engine import fused
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+COVERED = ["vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "standard"]
+TOLERANCE = {torch.float64: dict(atol=1e-10, rtol=1e-9), torch.float32: dict(atol=1e-4, rtol=1e-4)}
+
+
+def test_the_compiled_loops_were_built_by_the_install():
+    assert fused.available(), ("rnnkit._fused did not load: the install did not build rnnkit/csrc "
+                               "(see the pip log), so every LSTM variant runs the slower Python loop")
+
+
+def _pair(variant, dtype, num_layers=2, bidirectional=False, seed=0, **options):
+    torch.manual_seed(seed)
+    fast = rnnkit.Recurrent("lstm", 3, 9, num_layers=num_layers, bidirectional=bidirectional,
+                            variant=variant, dtype=dtype, **options)
+    with torch.no_grad():                                     # away from the initial values
+        for p in fast.parameters():
+            p.normal_(0, 0.5)
+    reference = rnnkit.Recurrent("lstm", 3, 9, num_layers=num_layers, bidirectional=bidirectional,
+                                 variant=variant, dtype=dtype, backend="reference", bptt="autograd",
+                                 **options)
+    reference.load_state_dict(fast.state_dict())
+    return fast, reference
+
+
+def _run(layer, x, state, lengths, weights):
+    x = x.clone().requires_grad_()
+    state = tuple(s.clone().requires_grad_() for s in state)
+    out, (h, c) = layer(x, state, lengths)
+    loss = (out * weights[0]).sum() + (h * weights[1]).sum() + (c * weights[2]).sum()
+    return (out, h, c), torch.autograd.grad(loss, [x, *state, *layer.parameters()])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("variant", COVERED)
+def test_compiled_loop_equals_the_reference(variant, with_lengths, bidirectional, dtype):
+    fast, reference = _pair(variant, dtype, bidirectional=bidirectional, seed=hash(variant) % 1000)
+    g = torch.Generator().manual_seed(7)
+    T, B = 11, 6
+    x = torch.randn(T, B, 3, dtype=dtype, generator=g)
+    D = 2 * (2 if bidirectional else 1)
+    state = (torch.randn(D, B, 9, dtype=dtype, generator=g), torch.randn(D, B, 9, dtype=dtype, generator=g))
+    lengths = torch.tensor([11, 4, 1, 11, 7, 2]) if with_lengths else None
+    out_shape = (T, B, 9 * (2 if bidirectional else 1))
+    weights = [torch.randn(out_shape, dtype=dtype, generator=g), torch.randn(D, B, 9, dtype=dtype, generator=g),
+               torch.randn(D, B, 9, dtype=dtype, generator=g)]
+    ours, our_grads = _run(fast, x, state, lengths, weights)
+    theirs, their_grads = _run(reference, x, state, lengths, weights)
+    for a, b in zip(ours + our_grads, theirs + their_grads):
+        torch.testing.assert_close(a, b, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("variant", ["vanilla", "cifg", "noaf"])
+def test_compiled_loop_passes_gradcheck(variant):
+    fast, _ = _pair(variant, torch.float64, num_layers=1)
+    names = [name for name, _ in fast.named_parameters()]
+    lengths = torch.tensor([5, 2, 4])
+
+    def outputs(x, h0, c0, *params):
+        out, (h, c) = torch.func.functional_call(fast, dict(zip(names, params)), (x, (h0, c0)),
+                                                 {"lengths": lengths})
+        return out, h, c
+
+    g = torch.Generator().manual_seed(3)
+    inputs = [torch.randn(5, 3, 3, dtype=torch.float64, generator=g),
+              torch.randn(1, 3, 9, dtype=torch.float64, generator=g),
+              torch.randn(1, 3, 9, dtype=torch.float64, generator=g),
+              *(p.detach().clone() for p in fast.parameters())]
+    assert torch.autograd.gradcheck(outputs, [t.requires_grad_() for t in inputs])
+
+
+def test_the_compiled_loop_is_what_auto_runs_and_only_where_it_applies(monkeypatch):
+    calls = []
+    real = fused.run_fused_lstm
+
+    def counting(*args):
+        calls.append(args[0].variant)
+        return real(*args)
+
+    monkeypatch.setattr(fused, "_LOOPS", [(fused.LSTMCell, fused._lstm_applies, counting)])
+    x = torch.randn(4, 2, 3)
+    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla")(x)
+    assert calls == ["vanilla"]
+    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", backend="reference")(x)
+    rnnkit.Recurrent("lstm", 3, 5, variant="fgr")(x)
+    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", proj_size=2)(x)
+    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", layer_norm=True)(x)
+    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", zoneout=0.1)(x)
+    assert calls == ["vanilla"], "the compiled loop ran where it does not apply"
+
+
+def test_without_the_extension_auto_warns_once_and_gives_the_same_result(monkeypatch):
+    fast, reference = _pair("vanilla", torch.float64, num_layers=1)
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    expected, _ = fast(x)
+    monkeypatch.setattr(fused, "_kernels", None)
+    monkeypatch.setattr(fused, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="compiled loops are not built"):
+        out, _ = fast(x)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast(x)                                               # once is enough
