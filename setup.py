@@ -31,7 +31,8 @@ def extensions():
                       f"loops instead", file=sys.stderr)
 
     flags = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native"]
-    module = CppExtension("rnnkit._fused", ["rnnkit/csrc/lstm_family.cpp"], extra_compile_args=flags)
+    module = CppExtension("rnnkit._fused", [f"rnnkit/csrc/{name}.cpp" for name in ("module", "lstm_family", "gru")],
+                          extra_compile_args=flags)
     return [module], {"build_ext": OptionalBuildExtension.with_options(use_ninja=False)}
 
 

@@ -9,7 +9,9 @@ from rnnkit.engine import fused
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-COVERED = ["vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "standard"]
+COVERED = [("lstm", v) for v in ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "standard")] \
+    + [("gru", "standard"), ("gru", "original")]
+IDS = [f"{name}-{variant}" for name, variant in COVERED]
 TOLERANCE = {torch.float64: dict(atol=1e-10, rtol=1e-9), torch.float32: dict(atol=1e-4, rtol=1e-4)}
 
 
@@ -18,14 +20,14 @@ def test_the_compiled_loops_were_built_by_the_install():
                                "(see the pip log), so every LSTM variant runs the slower Python loop")
 
 
-def _pair(variant, dtype, num_layers=2, bidirectional=False, seed=0, **options):
+def _pair(variant, dtype, num_layers=2, bidirectional=False, seed=0, name="lstm", **options):
     torch.manual_seed(seed)
-    fast = rnnkit.Recurrent("lstm", 3, 9, num_layers=num_layers, bidirectional=bidirectional,
+    fast = rnnkit.Recurrent(name, 3, 9, num_layers=num_layers, bidirectional=bidirectional,
                             variant=variant, dtype=dtype, **options)
     with torch.no_grad():                                     # away from the initial values
         for p in fast.parameters():
             p.normal_(0, 0.5)
-    reference = rnnkit.Recurrent("lstm", 3, 9, num_layers=num_layers, bidirectional=bidirectional,
+    reference = rnnkit.Recurrent(name, 3, 9, num_layers=num_layers, bidirectional=bidirectional,
                                  variant=variant, dtype=dtype, backend="reference", bptt="autograd",
                                  **options)
     reference.load_state_dict(fast.state_dict())
@@ -35,22 +37,23 @@ def _pair(variant, dtype, num_layers=2, bidirectional=False, seed=0, **options):
 def _run(layer, x, state, lengths, weights):
     x = x.clone().requires_grad_()
     state = tuple(s.clone().requires_grad_() for s in state)
-    out, (h, c) = layer(x, state, lengths)
-    loss = (out * weights[0]).sum() + (h * weights[1]).sum() + (c * weights[2]).sum()
-    return (out, h, c), torch.autograd.grad(loss, [x, *state, *layer.parameters()])
+    out, final = layer(x, state if len(state) > 1 else state[0], lengths)
+    final = final if isinstance(final, tuple) else (final,)
+    loss = (out * weights[0]).sum() + sum((f * w).sum() for f, w in zip(final, weights[1:]))
+    return (out, *final), torch.autograd.grad(loss, [x, *state, *layer.parameters()])
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-@pytest.mark.parametrize("variant", COVERED)
-def test_compiled_loop_equals_the_reference(variant, with_lengths, bidirectional, dtype):
-    fast, reference = _pair(variant, dtype, bidirectional=bidirectional, seed=hash(variant) % 1000)
+@pytest.mark.parametrize("name,variant", COVERED, ids=IDS)
+def test_compiled_loop_equals_the_reference(name, variant, with_lengths, bidirectional, dtype):
+    fast, reference = _pair(variant, dtype, bidirectional=bidirectional, seed=len(variant), name=name)
     g = torch.Generator().manual_seed(7)
     T, B = 11, 6
     x = torch.randn(T, B, 3, dtype=dtype, generator=g)
     D = 2 * (2 if bidirectional else 1)
-    state = (torch.randn(D, B, 9, dtype=dtype, generator=g), torch.randn(D, B, 9, dtype=dtype, generator=g))
+    state = tuple(torch.randn(D, B, 9, dtype=dtype, generator=g) for _ in fast.state_names)
     lengths = torch.tensor([11, 4, 1, 11, 7, 2]) if with_lengths else None
     out_shape = (T, B, 9 * (2 if bidirectional else 1))
     weights = [torch.randn(out_shape, dtype=dtype, generator=g), torch.randn(D, B, 9, dtype=dtype, generator=g),
@@ -61,21 +64,23 @@ def test_compiled_loop_equals_the_reference(variant, with_lengths, bidirectional
         torch.testing.assert_close(a, b, **TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("variant", ["vanilla", "cifg", "noaf"])
-def test_compiled_loop_passes_gradcheck(variant):
-    fast, _ = _pair(variant, torch.float64, num_layers=1)
-    names = [name for name, _ in fast.named_parameters()]
+@pytest.mark.parametrize("name,variant", [("lstm", "vanilla"), ("lstm", "cifg"), ("lstm", "noaf"),
+                                          ("gru", "standard"), ("gru", "original")])
+def test_compiled_loop_passes_gradcheck(name, variant):
+    fast, _ = _pair(variant, torch.float64, num_layers=1, name=name)
+    names = [n for n, _ in fast.named_parameters()]
     lengths = torch.tensor([5, 2, 4])
+    n_state = len(fast.state_names)
 
-    def outputs(x, h0, c0, *params):
-        out, (h, c) = torch.func.functional_call(fast, dict(zip(names, params)), (x, (h0, c0)),
-                                                 {"lengths": lengths})
-        return out, h, c
+    def outputs(x, *rest):
+        state, params = rest[:n_state], rest[n_state:]
+        out, final = torch.func.functional_call(fast, dict(zip(names, params)),
+                                                (x, state if n_state > 1 else state[0]), {"lengths": lengths})
+        return (out, *final) if isinstance(final, tuple) else (out, final)
 
     g = torch.Generator().manual_seed(3)
     inputs = [torch.randn(5, 3, 3, dtype=torch.float64, generator=g),
-              torch.randn(1, 3, 9, dtype=torch.float64, generator=g),
-              torch.randn(1, 3, 9, dtype=torch.float64, generator=g),
+              *(torch.randn(1, 3, 9, dtype=torch.float64, generator=g) for _ in range(n_state)),
               *(p.detach().clone() for p in fast.parameters())]
     assert torch.autograd.gradcheck(outputs, [t.requires_grad_() for t in inputs])
 
@@ -97,6 +102,7 @@ def test_the_compiled_loop_is_what_auto_runs_and_only_where_it_applies(monkeypat
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", proj_size=2)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", layer_norm=True)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", zoneout=0.1)(x)
+    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", bptt="autograd")(x)
     assert calls == ["vanilla"], "the compiled loop ran where it does not apply"
 
 

@@ -14,42 +14,22 @@
 //   c_t = f c_{t-1} + i g,  o = sig(a_o + p_o c_t),  s = tanh(c_t) (noaf: c_t),  h_t = o s
 // Lengths: the batch is sorted longest first; step t touches only its first running[t] rows, so a
 // finished sequence's state rows keep the state at its end.
-// Vectorised math: ATen's Vectorized<T> (exp and tanh through Sleef, which libtorch exports), at the
-// widest instruction set the compiler targets (setup.py builds with -march=native).
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
-#define CPU_CAPABILITY_AVX512
-#elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY_AVX2
-#endif
-#include <ATen/cpu/vec/vec.h>
-#include <torch/extension.h>
-
-#include <algorithm>
-#include <vector>
+#include "loops.h"
+#include "vec_math.h"
 
 namespace {
+
+using rnnkit::Vec;
+using rnnkit::load;
+using rnnkit::maybe;
+using rnnkit::sigmoid;
+using rnnkit::store;
 
 struct Layout {
   int64_t H, G;                        // hidden units; width of the gate stack (gates * H)
   int64_t i, f, g, o;                  // column offsets of the gates' blocks, or -1
   bool cifg, g_identity, h_identity;
 };
-
-template <typename T>
-using Vec = at::vec::Vectorized<T>;
-
-template <typename T>
-inline Vec<T> sigmoid(const Vec<T>& x) { return Vec<T>(T(1)) / (Vec<T>(T(1)) + x.neg().exp()); }
-
-// Load / store `count` lanes (a full vector, or the tail of a row).
-template <typename T>
-inline Vec<T> load(const T* p, int64_t count) {
-  return count == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, count);
-}
-template <typename T>
-inline void store(const Vec<T>& v, T* p, int64_t count) {
-  if (count == Vec<T>::size()) v.store(p); else v.store(p, count);
-}
 
 // One step's gates and cell for rows [0, n): `gates` holds a_t on entry and the activations
 // (i, f, g, o in their blocks) on exit; p_* are null where a gate has no peephole.
@@ -147,9 +127,6 @@ Layout layout_of(int64_t H, int64_t G, const std::vector<int64_t>& offsets, bool
   return Layout{H, G, at(0), at(1), at(2), at(3), cifg, g_identity, h_identity};
 }
 
-template <typename T>
-const T* maybe(const torch::Tensor& t) { return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr; }
-
 }  // namespace
 
 // u (T, B, G) pre-activations from the input; h0, c0 (B, H); weight_hh_t (H, G) = U^T; bias_hh (G)
@@ -217,9 +194,4 @@ std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch:
     }
   });
   return {d_a, dh, dc};
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("lstm_family_forward", &lstm_family_forward, "LSTM-family time loop, forward");
-  m.def("lstm_family_backward", &lstm_family_backward, "LSTM-family time loop, backward");
 }

@@ -11,7 +11,8 @@ The extension is built when the package is installed (``setup.py``). Where it is
 checkout that was never built, a platform without a compiler at install time) the engine warns once
 and runs the Python hand BPTT, which computes the same thing.
 
-Cells covered: ``lstm`` in every variant except ``fgr``, without ``proj_size`` or ``layer_norm``.
+Cells covered: ``lstm`` in every variant except ``fgr``, without ``proj_size`` or ``layer_norm``;
+``gru`` in both variants, without ``layer_norm``.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from ..cells.base import Params, RecurrentCell, State
 from ..cells.functional import summed, summed_outer
+from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from .bptt import _BatchOrder
 
@@ -132,9 +134,53 @@ def _or_empty(t: Tensor | None, like: Tensor) -> Tensor:
     return t.contiguous() if t is not None else like.new_empty(0)
 
 
+# ----- the GRU ---------------------------------------------------------------------------------------
+def run_fused_gru(cell, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State]:
+    """Outputs (T, B, H) and the final (h,), through the compiled loop, with its backward."""
+    bias = p.get("bias_hh")
+    tensors = (p["weight_hh"],) if bias is None else (p["weight_hh"], bias)
+    outputs, final = _FusedGRU.apply(cell.variant == "original", valid, u, state[0], *tensors)
+    return outputs, (final,)
+
+
+class _FusedGRU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, original, valid, u, h0, weight_hh, bias_hh=None):
+        T, B, _ = u.shape
+        order = _BatchOrder(valid, T, B)
+        h0_sorted = order.sort(h0, 0).contiguous()
+        h_all, gates, saved, h_final = _kernels.gru_forward(
+            order.sort(u, 1).contiguous(), h0_sorted, weight_hh.t().contiguous(),
+            _or_empty(bias_hh, u), original, order.running)
+        ctx.original, ctx.order, ctx.has_bias = original, order, bias_hh is not None
+        ctx.save_for_backward(h_all, gates, saved, h0_sorted, weight_hh)
+        return order.unsort(h_all, 1), order.unsort(h_final, 0)
+
+    @staticmethod
+    def backward(ctx, grad_h_all, grad_h):
+        h_all, gates, saved, h0, weight_hh = ctx.saved_tensors
+        order, H = ctx.order, h0.shape[-1]
+        d_u, d_rec, dh0 = _kernels.gru_backward(
+            order.sort(grad_h_all, 1).contiguous(), order.sort(grad_h, 0).contiguous(), gates, saved,
+            h_all, h0, weight_hh.contiguous(), ctx.original, order.running)
+        # Once per sequence: dU = Σ δ(U h)ᵀ h_{t−1} (original: U_n's rows see r ⊙ h_{t−1}), db = Σ δ.
+        h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]])                       # (T, B, H)
+        if ctx.original:
+            d_weight = torch.cat([summed_outer(d_rec[..., :2 * H], h_prev),
+                                  summed_outer(d_rec[..., 2 * H:], saved)])
+        else:
+            d_weight = summed_outer(d_rec, h_prev)
+        grads = (d_weight, summed(d_rec)) if ctx.has_bias else (d_weight,)
+        return (None, None, order.unsort(d_u, 1), order.unsort(dh0, 0), *grads)
+
+
 def _lstm_applies(cell: LSTMCell) -> bool:
     return cell.variant != "fgr" and not cell.proj_size and not cell.layer_norm
 
 
+def _gru_applies(cell: GRUCell) -> bool:
+    return not cell.layer_norm
+
+
 # (cell class, whether this cell's options are covered, the runner)
-_LOOPS = [(LSTMCell, _lstm_applies, run_fused_lstm)]
+_LOOPS = [(LSTMCell, _lstm_applies, run_fused_lstm), (GRUCell, _gru_applies, run_fused_gru)]

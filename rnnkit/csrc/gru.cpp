@@ -1,0 +1,180 @@
+// The GRU's time loop, forward and backward, in one C++ call each (both variants of
+// rnnkit/cells/gru.py; gates stacked r, z, n as in torch.nn.GRU):
+//   r = sig(x_r + U_r h + b_hr),  z = sig(x_z + U_z h + b_hz)
+//   standard: n = tanh(x_n + r (U_n h + b_hn))        original (Cho et al. 2014): n = tanh(x_n + U_n (r h) + b_hn)
+//   h_t = (1 - z) n + z h_{t-1}
+// Per step: the recurrent product(s) through ATen (one for standard, two for original, whose second
+// product needs r first) and one fused vectorised pass for the gates and the new state; backwards,
+// the delta recursion of rnnkit/cells/gru.py's step_backward, fused the same way. The weight
+// gradients are formed afterwards in Python as one product over all rows. Lengths as in
+// lstm_family.cpp: rows sorted longest first, step t touches its first running[t] rows.
+#include "loops.h"
+#include "vec_math.h"
+
+namespace {
+
+using rnnkit::Vec;
+using rnnkit::load;
+using rnnkit::sigmoid;
+using rnnkit::store;
+
+// r and z from the input part x (row stride 3H) and the recurrent part rec (row stride rec_stride).
+template <typename T>
+inline void gates_rz(const T* x, const T* rec, int64_t j, int64_t m, int64_t H, Vec<T>& r, Vec<T>& z) {
+  r = sigmoid(load(x + j, m) + load(rec + j, m));
+  z = sigmoid(load(x + H + j, m) + load(rec + H + j, m));
+}
+
+}  // namespace
+
+// u (T, B, 3H) the input part with b_ih; h0 (B, H); weight_hh_t (H, 3H) = U^T; bias_hh (3H) or empty.
+// Returns h_all (T, B, H) (zero past each end), gates (T, B, 3H) = r, z, n, saved (T, B, H) = the
+// standard variant's U_n h + b_hn or the original's r h, and the final state (B, H).
+std::vector<torch::Tensor> gru_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor weight_hh_t,
+                                       torch::Tensor bias_hh, bool original, std::vector<int64_t> running) {
+  const int64_t T = u.size(0), B = u.size(1), H = h0.size(1), G = 3 * H;
+  TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
+  auto gates = torch::zeros_like(u);
+  auto saved = torch::zeros({T, B, H}, u.options());
+  auto h_all = torch::zeros({T, B, H}, u.options());
+  auto h = h0.clone();
+  auto rec = torch::empty({B, original ? 2 * H : G}, u.options());
+  auto a_n = torch::empty({B, H}, u.options());
+  const bool has_bias = bias_hh.defined() && bias_hh.numel();
+  auto w_rz = weight_hh_t.narrow(1, 0, 2 * H), w_n = weight_hh_t.narrow(1, 2 * H, H);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gru_forward", [&] {
+    const int64_t K = Vec<scalar_t>::size();
+    const Vec<scalar_t> one(scalar_t(1));
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t n = running[t];
+      auto h_n = h.narrow(0, 0, n), rec_n = rec.narrow(0, 0, n);
+      if (original) {
+        if (has_bias) at::addmm_out(rec_n, bias_hh.narrow(0, 0, 2 * H), h_n, w_rz);
+        else at::mm_out(rec_n, h_n, w_rz);
+      } else {
+        if (has_bias) at::addmm_out(rec_n, bias_hh, h_n, weight_hh_t);
+        else at::mm_out(rec_n, h_n, weight_hh_t);
+      }
+      const int64_t rec_stride = rec.size(1);
+      scalar_t* hp = h.data_ptr<scalar_t>();
+      const scalar_t* x = u[t].data_ptr<scalar_t>();
+      scalar_t* act = gates[t].data_ptr<scalar_t>();
+      scalar_t* sv = saved[t].data_ptr<scalar_t>();
+      const scalar_t* rc = rec.data_ptr<scalar_t>();
+      if (original) {                                     // r, z and r h; then U_n (r h)
+        for (int64_t b = 0; b < n; ++b) {
+          for (int64_t j = 0; j < H; j += K) {
+            const int64_t m = std::min(K, H - j);
+            Vec<scalar_t> r, z;
+            gates_rz(x + b * G, rc + b * rec_stride, j, m, H, r, z);
+            store(r, act + b * G + j, m);
+            store(z, act + b * G + H + j, m);
+            store(r * load(hp + b * H + j, m), sv + b * H + j, m);
+          }
+        }
+        auto a_n_n = a_n.narrow(0, 0, n), rh = saved[t].narrow(0, 0, n);
+        if (has_bias) at::addmm_out(a_n_n, bias_hh.narrow(0, 2 * H, H), rh, w_n);
+        else at::mm_out(a_n_n, rh, w_n);
+      }
+      const scalar_t* an = a_n.data_ptr<scalar_t>();
+      scalar_t* out = h_all[t].data_ptr<scalar_t>();
+      for (int64_t b = 0; b < n; ++b) {
+        for (int64_t j = 0; j < H; j += K) {
+          const int64_t m = std::min(K, H - j);
+          Vec<scalar_t> r, z, pre;
+          if (original) {
+            z = load(act + b * G + H + j, m);
+            pre = load(x + b * G + 2 * H + j, m) + load(an + b * H + j, m);
+          } else {
+            gates_rz(x + b * G, rc + b * rec_stride, j, m, H, r, z);
+            const Vec<scalar_t> hn = load(rc + b * rec_stride + 2 * H + j, m);
+            store(r, act + b * G + j, m);
+            store(z, act + b * G + H + j, m);
+            store(hn, sv + b * H + j, m);
+            pre = load(x + b * G + 2 * H + j, m) + r * hn;
+          }
+          const Vec<scalar_t> cand = pre.tanh();
+          const Vec<scalar_t> h_new = cand + z * (load(hp + b * H + j, m) - cand);
+          store(cand, act + b * G + 2 * H + j, m);
+          store(h_new, out + b * H + j, m);
+          store(h_new, hp + b * H + j, m);
+        }
+      }
+    }
+  });
+  return {h_all, gates, saved, h};
+}
+
+// grad_h_all (T, B, H), grad_h (B, H) the final state's gradient; weight_hh (3H, H). Returns d_u
+// (T, B, 3H) (the gradient of u), d_rec (T, B, 3H): the gradient of U h + b_hh's rows (standard:
+// [dr, dz, dn r]; original: [dr, dz] of U_rz h + b and dn of U_n (r h) + b), and dh0 (B, H).
+std::vector<torch::Tensor> gru_backward(torch::Tensor grad_h_all, torch::Tensor grad_h, torch::Tensor gates,
+                                        torch::Tensor saved, torch::Tensor h_all, torch::Tensor h0,
+                                        torch::Tensor weight_hh, bool original, std::vector<int64_t> running) {
+  const int64_t T = gates.size(0), B = gates.size(1), H = h0.size(1), G = 3 * H;
+  auto d_u = torch::zeros_like(gates);
+  auto d_rec = torch::zeros_like(gates);
+  auto dh = grad_h.clone();                              // rows not yet started hold the final grads
+  auto dh_in = torch::empty({B, H}, gates.options());
+  auto d_rh = torch::empty({B, H}, gates.options());
+  auto w_rz = weight_hh.narrow(0, 0, 2 * H), w_n = weight_hh.narrow(0, 2 * H, H);
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_backward", [&] {
+    const int64_t K = Vec<scalar_t>::size();
+    const Vec<scalar_t> one(scalar_t(1));
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t n = running[t];
+      auto dh_in_n = dh_in.narrow(0, 0, n);
+      at::add_out(dh_in_n, dh.narrow(0, 0, n), grad_h_all[t].narrow(0, 0, n));
+      const scalar_t* act = gates[t].data_ptr<scalar_t>();
+      const scalar_t* sv = saved[t].data_ptr<scalar_t>();
+      const scalar_t* hp = (t > 0 ? h_all[t - 1] : h0).data_ptr<scalar_t>();
+      const scalar_t* g = dh_in.data_ptr<scalar_t>();
+      scalar_t* du = d_u[t].data_ptr<scalar_t>();
+      scalar_t* dr = d_rec[t].data_ptr<scalar_t>();
+      scalar_t* dhp = dh.data_ptr<scalar_t>();
+      for (int64_t b = 0; b < n; ++b) {                  // dn, dz (and, standard, dr and dh z)
+        for (int64_t j = 0; j < H; j += K) {
+          const int64_t m = std::min(K, H - j), row = b * H + j;
+          const Vec<scalar_t> r = load(act + b * G + j, m), z = load(act + b * G + H + j, m);
+          const Vec<scalar_t> cand = load(act + b * G + 2 * H + j, m);
+          const Vec<scalar_t> dh_j = load(g + row, m), h_prev = load(hp + row, m);
+          const Vec<scalar_t> d_n = dh_j * (one - z) * (one - cand * cand);
+          const Vec<scalar_t> d_z = dh_j * (h_prev - cand) * z * (one - z);
+          store(d_z, du + b * G + H + j, m);
+          store(d_z, dr + b * G + H + j, m);
+          store(d_n, du + b * G + 2 * H + j, m);
+          if (original) {
+            store(d_n, dr + b * G + 2 * H + j, m);
+          } else {
+            const Vec<scalar_t> d_r = d_n * load(sv + row, m) * r * (one - r);
+            store(d_r, du + b * G + j, m);
+            store(d_r, dr + b * G + j, m);
+            store(d_n * r, dr + b * G + 2 * H + j, m);
+            store(dh_j * z, dhp + row, m);
+          }
+        }
+      }
+      auto dh_n = dh.narrow(0, 0, n);
+      if (original) {                                     // through r h: dr, and dh z + d(rh) r
+        auto d_rh_n = d_rh.narrow(0, 0, n);
+        at::mm_out(d_rh_n, d_rec[t].narrow(0, 0, n).narrow(1, 2 * H, H), w_n);
+        const scalar_t* drh = d_rh.data_ptr<scalar_t>();
+        for (int64_t b = 0; b < n; ++b) {
+          for (int64_t j = 0; j < H; j += K) {
+            const int64_t m = std::min(K, H - j), row = b * H + j;
+            const Vec<scalar_t> r = load(act + b * G + j, m), z = load(act + b * G + H + j, m);
+            const Vec<scalar_t> d_rh_j = load(drh + row, m);
+            const Vec<scalar_t> d_r = d_rh_j * load(hp + row, m) * r * (one - r);
+            store(d_r, du + b * G + j, m);
+            store(d_r, dr + b * G + j, m);
+            store(load(g + row, m) * z + d_rh_j * r, dhp + row, m);
+          }
+        }
+        dh_n.addmm_(d_rec[t].narrow(0, 0, n).narrow(1, 0, 2 * H), w_rz);
+      } else {
+        dh_n.addmm_(d_rec[t].narrow(0, 0, n), weight_hh);
+      }
+    }
+  });
+  return {d_u, d_rec, dh};
+}

@@ -1,0 +1,23 @@
+#pragma once
+// The compiled time loops, one pair (forward, backward) per cell family; bound in module.cpp.
+#include <torch/extension.h>
+
+#include <vector>
+
+std::vector<torch::Tensor> lstm_family_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor c0,
+                                               torch::Tensor weight_hh_t, torch::Tensor bias_hh,
+                                               torch::Tensor p_i, torch::Tensor p_f, torch::Tensor p_o,
+                                               std::vector<int64_t> offsets, bool cifg, bool g_identity,
+                                               bool h_identity, std::vector<int64_t> running);
+std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch::Tensor grad_h,
+                                                torch::Tensor grad_c, torch::Tensor gates,
+                                                torch::Tensor c_all, torch::Tensor c0,
+                                                torch::Tensor weight_hh, torch::Tensor p_i,
+                                                torch::Tensor p_f, torch::Tensor p_o,
+                                                std::vector<int64_t> offsets, bool cifg, bool g_identity,
+                                                bool h_identity, std::vector<int64_t> running);
+std::vector<torch::Tensor> gru_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor weight_hh_t,
+                                       torch::Tensor bias_hh, bool original, std::vector<int64_t> running);
+std::vector<torch::Tensor> gru_backward(torch::Tensor grad_h_all, torch::Tensor grad_h, torch::Tensor gates,
+                                        torch::Tensor saved, torch::Tensor h_all, torch::Tensor h0,
+                                        torch::Tensor weight_hh, bool original, std::vector<int64_t> running);
