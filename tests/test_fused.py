@@ -87,23 +87,31 @@ def test_compiled_loop_passes_gradcheck(name, variant):
 
 def test_the_compiled_loop_is_what_auto_runs_and_only_where_it_applies(monkeypatch):
     calls = []
-    real = fused.run_fused_lstm
 
-    def counting(*args):
-        calls.append(args[0].variant)
-        return real(*args)
+    def counting(real):
+        def run(*args):
+            calls.append(args[0].variant)
+            return real(*args)
+        return run
 
-    monkeypatch.setattr(fused, "_LOOPS", [(fused.LSTMCell, fused._lstm_applies, counting)])
+    monkeypatch.setattr(fused, "_LOOPS", [(fused.LSTMCell, fused._lstm_applies, counting(fused.run_fused_lstm)),
+                                          (fused.GRUCell, fused._gru_applies, counting(fused.run_fused_gru))])
     x = torch.randn(4, 2, 3)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla")(x)
-    assert calls == ["vanilla"]
+    rnnkit.Recurrent("gru", 3, 5)(x)                          # before torch's GRU on the CPU
+    rnnkit.GRU(3, 5, num_layers=2)(x)
+    rnnkit.Recurrent("lstm", 3, 5)(x)                         # torch's oneDNN LSTM stays first
+    assert calls == ["vanilla", "standard", "standard", "standard"]
+    calls.clear()
+    rnnkit.Recurrent("gru", 3, 5, layer_norm=True)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", backend="reference")(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="fgr")(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", proj_size=2)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", layer_norm=True)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", zoneout=0.1)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", bptt="autograd")(x)
-    assert calls == ["vanilla"], "the compiled loop ran where it does not apply"
+    rnnkit.Recurrent("gru", 3, 5, bptt="autograd")(x)
+    assert calls == [], "the compiled loop ran where it does not apply"
 
 
 def test_without_the_extension_auto_warns_once_and_gives_the_same_result(monkeypatch):

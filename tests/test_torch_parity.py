@@ -388,10 +388,10 @@ def test_reference_backend_never_calls_torch_kernels(monkeypatch):
     assert calls == []
 
     # and the patch works: the auto backend does go through the (patched) kernel
-    cfg = draw_config("gru", 3)
+    cfg = draw_config("lstm", 3)
     with monkeypatch.context() as patch:
         patch.setattr(native, "_KERNELS", {k: forbidden for k in native._KERNELS})
-        ours = rnnkit.GRU(cfg.I, cfg.H, backend="auto")
+        ours = rnnkit.LSTM(cfg.I, cfg.H, backend="auto")
         with pytest.raises(AssertionError, match="fused kernel"):
             ours(torch.randn(3, 2, cfg.I))
     assert len(calls) == 1

@@ -55,6 +55,13 @@ def fused_runner(cell: RecurrentCell, u: Tensor):
     return None
 
 
+def preferred_over_native(cell: RecurrentCell, x: Tensor) -> bool:
+    """Whether the compiled loop should run even where torch has a kernel for the cell: the GRU on
+    the CPU, where torch's GRU is ATen's unfused step loop (torch sends only the LSTM to oneDNN) and
+    the compiled loop measured faster (``rnnkit bench``). On a GPU cuDNN's kernel stays first."""
+    return isinstance(cell, _PREFERRED_OVER_NATIVE) and fused_runner(cell, x) is not None
+
+
 def _warn_once() -> None:
     global _warned
     if not _warned:
@@ -184,3 +191,4 @@ def _gru_applies(cell: GRUCell) -> bool:
 
 # (cell class, whether this cell's options are covered, the runner)
 _LOOPS = [(LSTMCell, _lstm_applies, run_fused_lstm), (GRUCell, _gru_applies, run_fused_gru)]
+_PREFERRED_OVER_NATIVE = (GRUCell,)

@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from ..cells import cell_class, create
 from ..cells.base import check_choice
-from ..engine import flat_weights, reverse_padded, run_native, run_sequence, valid_mask
+from ..engine import flat_weights, fused, reverse_padded, run_native, run_sequence, valid_mask
 from .inputs import SequenceBatch, read_input, read_state
 
 
@@ -138,6 +138,8 @@ class Recurrent(nn.Module):
         first = layer * self.num_directions
         indices = range(first, first + self.num_directions)
         kind = self.cells[first].native_kind()
+        if kind is not None and self.bptt != "autograd" and fused.preferred_over_native(self.cells[first], x):
+            kind = None                                    # rnnkit's compiled loop is faster here
         if (self.backend == "auto" and kind is not None and not keep_states and not self.zoneout
                 and not (self.recurrent_dropout and self.training)):
             weights = [w for i in indices for w in flat_weights(self.cells[i], self.cell_params(i))]
