@@ -72,12 +72,15 @@ def test_hand_bptt_passes_gradcheck(name, options):
 
 def test_hand_bptt_is_used_by_default_and_autograd_on_request():
     x = torch.randn(5, 2, 3, requires_grad=True)
-    hand = rnnkit.Recurrent("lstm", 3, 4, variant="vanilla")
+    default = rnnkit.Recurrent("lstm", 3, 4, variant="vanilla")
+    hand = rnnkit.Recurrent("lstm", 3, 4, variant="vanilla", backend="reference")
     auto = rnnkit.Recurrent("lstm", 3, 4, variant="vanilla", bptt="autograd")
     def backward_nodes(output):
         return {type(fn).__name__ for fn, _ in output.grad_fn.next_functions if fn is not None}
 
+    # by default the compiled loop (the same hand-derived BPTT, in C++: tests/test_fused.py)
+    assert {"_FusedLSTMBackward", "_HandBPTTBackward"} & backward_nodes(default(x)[0])
     assert "_HandBPTTBackward" in backward_nodes(hand(x)[0])
-    assert "_HandBPTTBackward" not in backward_nodes(auto(x)[0])
+    assert not {"_FusedLSTMBackward", "_HandBPTTBackward"} & backward_nodes(auto(x)[0])
     with pytest.raises(ValueError, match="bptt"):
         rnnkit.Recurrent("lstm", 3, 4, bptt="manual")
