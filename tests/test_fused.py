@@ -100,8 +100,9 @@ def test_the_compiled_loop_is_what_auto_runs_and_only_where_it_applies(monkeypat
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla")(x)
     rnnkit.Recurrent("gru", 3, 5)(x)                          # before torch's GRU on the CPU
     rnnkit.GRU(3, 5, num_layers=2)(x)
-    rnnkit.Recurrent("lstm", 3, 5)(x)                         # torch's oneDNN LSTM stays first
-    assert calls == ["vanilla", "standard", "standard", "standard"]
+    rnnkit.Recurrent("lstm", 3, 5)(x)                         # torch's oneDNN LSTM stays first ...
+    rnnkit.LSTM(3, 5)(x, lengths=torch.tensor([4, 2]))        # ... but not for packed batches
+    assert calls == ["vanilla", "standard", "standard", "standard", "standard"]
     calls.clear()
     rnnkit.Recurrent("gru", 3, 5, layer_norm=True)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", backend="reference")(x)

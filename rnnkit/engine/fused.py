@@ -55,11 +55,15 @@ def fused_runner(cell: RecurrentCell, u: Tensor):
     return None
 
 
-def preferred_over_native(cell: RecurrentCell, x: Tensor) -> bool:
-    """Whether the compiled loop should run even where torch has a kernel for the cell: the GRU on
-    the CPU, where torch's GRU is ATen's unfused step loop (torch sends only the LSTM to oneDNN) and
-    the compiled loop measured faster (``rnnkit bench``). On a GPU cuDNN's kernel stays first."""
-    return isinstance(cell, _PREFERRED_OVER_NATIVE) and fused_runner(cell, x) is not None
+def preferred_over_native(cell: RecurrentCell, x: Tensor, has_lengths: bool) -> bool:
+    """Whether the compiled loop should run even where torch has a kernel for the cell (measured by
+    ``rnnkit bench``, docs/performance.md): the GRU on the CPU, where torch's GRU is ATen's unfused
+    step loop (torch sends only the LSTM to oneDNN); and any covered cell when the batch has
+    lengths, where torch's packed kernels run 1.7–2.6× slower than on the padded batch while the
+    compiled loop computes only the steps inside each sequence. On a GPU cuDNN stays first."""
+    if fused_runner(cell, x) is None:
+        return False
+    return has_lengths or isinstance(cell, _PREFERRED_OVER_NATIVE)
 
 
 def _warn_once() -> None:

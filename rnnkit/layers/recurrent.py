@@ -138,7 +138,8 @@ class Recurrent(nn.Module):
         first = layer * self.num_directions
         indices = range(first, first + self.num_directions)
         kind = self.cells[first].native_kind()
-        if kind is not None and self.bptt != "autograd" and fused.preferred_over_native(self.cells[first], x):
+        if (kind is not None and self.bptt != "autograd"
+                and fused.preferred_over_native(self.cells[first], x, batch.lengths is not None)):
             kind = None                                    # rnnkit's compiled loop is faster here
         if (self.backend == "auto" and kind is not None and not keep_states and not self.zoneout
                 and not (self.recurrent_dropout and self.training)):
