@@ -31,7 +31,7 @@ def extensions():
                       f"loops instead", file=sys.stderr)
 
     flags = ["-O3", "-ffast-math", "-fopenmp-simd", "-march=native"]
-    module = CppExtension("rnnkit._fused", [f"rnnkit/csrc/{name}.cpp" for name in ("module", "lstm_family", "gru")],
+    module = CppExtension("rnnkit._fused", [f"rnnkit/csrc/{name}.cpp" for name in ("module", "lstm_family", "gru", "minimal")],
                           extra_compile_args=flags)
     return [module], {"build_ext": OptionalBuildExtension.with_options(use_ninja=False)}
 

@@ -127,3 +127,36 @@ def test_without_the_extension_auto_warns_once_and_gives_the_same_result(monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fast(x)                                               # once is enough
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_compiled_minimal_scan_equals_the_python_scan_and_the_step(name, dtype, monkeypatch):
+    g = torch.Generator().manual_seed(11)
+    T, B, H = 9, 5, 11                                        # H not a multiple of the vector width
+    torch.manual_seed(0)
+    layers = {mode: rnnkit.Recurrent(name, 3, H, num_layers=2, bidirectional=True, mode=mode, dtype=dtype)
+              for mode in ("scan", "sequential")}
+    layers["sequential"].load_state_dict(layers["scan"].state_dict())
+    x = torch.randn(T, B, 3, dtype=dtype, generator=g)
+    h0 = 2 * torch.randn(4, B, H, dtype=dtype, generator=g)   # negative initial values included
+    lengths = torch.tensor([9, 1, 5, 9, 3])
+    w = torch.randn(T, B, 2 * H, dtype=dtype, generator=g)
+
+    def run(layer):
+        xx, hh = x.clone().requires_grad_(), h0.clone().requires_grad_()
+        out, final = layer(xx, hh, lengths)
+        loss = (out * w).sum() + (final ** 2).sum()
+        return (out, final, *torch.autograd.grad(loss, [xx, hh, *layer.parameters()]))
+
+    calls = []
+    real = fused._FusedMinimal.apply
+    monkeypatch.setattr(fused._FusedMinimal, "apply", lambda *a: calls.append(1) or real(*a))
+    compiled = run(layers["scan"])
+    assert len(calls) == 4, "the compiled scan did not run for every layer and direction"
+    monkeypatch.setattr(fused, "_kernels", None)
+    monkeypatch.setattr(fused, "_warned", True)
+    python_scan, step = run(layers["scan"]), run(layers["sequential"])
+    for a, b, c in zip(compiled, python_scan, step):
+        torch.testing.assert_close(a, b, **TOLERANCE[dtype])
+        torch.testing.assert_close(a, c, **TOLERANCE[dtype])

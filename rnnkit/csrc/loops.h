@@ -21,3 +21,6 @@ std::vector<torch::Tensor> gru_forward(torch::Tensor u, torch::Tensor h0, torch:
 std::vector<torch::Tensor> gru_backward(torch::Tensor grad_h_all, torch::Tensor grad_h, torch::Tensor gates,
                                         torch::Tensor saved, torch::Tensor h_all, torch::Tensor h0,
                                         torch::Tensor weight_hh, bool original, std::vector<int64_t> running);
+torch::Tensor minimal_scan_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor lengths, bool lstm);
+std::vector<torch::Tensor> minimal_scan_backward(torch::Tensor u, torch::Tensor h_all, torch::Tensor h0,
+                                                 torch::Tensor grad_h, torch::Tensor lengths, bool lstm);

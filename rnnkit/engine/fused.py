@@ -12,7 +12,8 @@ checkout that was never built, a platform without a compiler at install time) th
 and runs the Python hand BPTT, which computes the same thing.
 
 Cells covered: ``lstm`` in every variant except ``fgr``, without ``proj_size`` or ``layer_norm``;
-``gru`` in both variants, without ``layer_norm``.
+``gru`` in both variants, without ``layer_norm``; the scan of ``mingru`` and ``minlstm``
+(``minimal_scan``, called from ``rnnkit.engine.scan.gated_scan``).
 """
 from __future__ import annotations
 
@@ -183,6 +184,36 @@ class _FusedGRU(torch.autograd.Function):
             d_weight = summed_outer(d_rec, h_prev)
         grads = (d_weight, summed(d_rec)) if ctx.has_bias else (d_weight,)
         return (None, None, order.unsort(d_u, 1), order.unsort(dh0, 0), *grads)
+
+
+# ----- minGRU / minLSTM ------------------------------------------------------------------------------
+def minimal_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None) -> Tensor | None:
+    """h (T, B, H) of the minGRU / minLSTM recurrence through the compiled scan, or None where it
+    does not apply (the caller then runs the Python form)."""
+    lstm = {"MinGRUCell": False, "MinLSTMCell": True}.get(type(cell).__name__)
+    if lstm is None or u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
+        return None
+    if _kernels is None:
+        _warn_once()
+        return None
+    lengths = valid.sum(0).to("cpu", torch.int64) if valid is not None else u.new_empty(0, dtype=torch.int64)
+    return _FusedMinimal.apply(lstm, lengths, u, h0)
+
+
+class _FusedMinimal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, lstm, lengths, u, h0):
+        u, h0 = u.contiguous(), h0.contiguous()
+        h = _kernels.minimal_scan_forward(u, h0, lengths, lstm)                 # (T, B, H)
+        ctx.lstm, ctx.lengths = lstm, lengths
+        ctx.save_for_backward(u, h, h0)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        u, h, h0 = ctx.saved_tensors
+        d_u, d_h0 = _kernels.minimal_scan_backward(u, h, h0, grad_h.contiguous(), ctx.lengths, ctx.lstm)
+        return None, None, d_u, d_h0
 
 
 def _lstm_applies(cell: LSTMCell) -> bool:

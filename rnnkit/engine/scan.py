@@ -43,9 +43,13 @@ def gated_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tens
     .. math:: ∂L/∂a_t = δh_t ⊙ (h_{t−1} − h̃_t), \qquad ∂L/∂h̃_t = δh_t ⊙ (1 − a_t),
 
     so autograd keeps no per-op intermediates. u (T, B, G) -> h (T, B, H); ``valid`` as in
-    ``linear_scan``.
+    ``linear_scan``. Where the compiled loops are built (``rnnkit.engine.fused``), minGRU and
+    minLSTM run the same computation in one C++ pass per direction instead.
     """
-    return _GatedScan.apply(cell, valid, u, h0)
+    from .fused import minimal_scan                       # here: cells import this module
+
+    compiled = minimal_scan(cell, u, h0, valid)
+    return compiled if compiled is not None else _GatedScan.apply(cell, valid, u, h0)
 
 
 def _scan_forward(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
