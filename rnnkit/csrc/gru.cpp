@@ -13,10 +13,7 @@
 
 namespace {
 
-using rnnkit::Vec;
-using rnnkit::load;
-using rnnkit::sigmoid;
-using rnnkit::store;
+using namespace rnnkit;   // Vec, load, store, sigmoid, maybe (vec_math.h)
 
 // r and z from the input part x (row stride 3H) and the recurrent part rec (row stride rec_stride).
 template <typename T>

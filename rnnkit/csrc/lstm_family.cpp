@@ -19,11 +19,7 @@
 
 namespace {
 
-using rnnkit::Vec;
-using rnnkit::load;
-using rnnkit::maybe;
-using rnnkit::sigmoid;
-using rnnkit::store;
+using namespace rnnkit;   // Vec, load, store, sigmoid, maybe (vec_math.h)
 
 struct Layout {
   int64_t H, G;                        // hidden units; width of the gate stack (gates * H)

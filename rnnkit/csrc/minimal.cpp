@@ -15,10 +15,7 @@
 
 namespace {
 
-using rnnkit::Vec;
-using rnnkit::load;
-using rnnkit::sigmoid;
-using rnnkit::store;
+using namespace rnnkit;   // Vec, load, store, sigmoid, maybe (vec_math.h)
 
 template <typename T>
 struct Coefficients {
