@@ -7,6 +7,7 @@ stderr and exit status 1; malformed options are click's usage errors (exit statu
     rnnkit demo
     rnnkit diagnose gradient-flow --cells elman,lstm,gru --length 200 --out flow.png
     rnnkit diagnose gates --cell lstm --length 100 --out gates.png
+    rnnkit bench --quick
 """
 from __future__ import annotations
 
@@ -113,10 +114,59 @@ def gates_command(spec: str, length: int, hidden: int, input_size: int, seed: in
     click.echo(f"wrote {out} (gates {', '.join(gates)} of {spec}, {hidden} units x {length} steps)")
 
 
+@main.command()
+@click.option("--quick", is_flag=True,
+              help="Small sizes (8x20x32), a subset of cells and few repeats: under a minute.")
+@click.option("--sizes", metavar="BxTxH,...",
+              help="Problem sizes, I = H (BxTxIxH for another I). "
+                   "[default: 32x100x128,32x100x256,64x200x512]")
+@click.option("--cells", metavar="SPEC,...",
+              help="Comma-separated cell specs to time (default: every cell family and LSTM/GRU "
+                   "variant). " + CELL_SPEC_HELP)
+@click.option("--rounds", type=click.IntRange(min=1), help="Timing rounds; the best round's median "
+              "is reported. [default: 3; 2 with --quick]")
+@click.option("--threads", type=click.IntRange(min=1), help="torch.set_num_threads. [default: 2]")
+@click.option("--sections", metavar="NAME,...",
+              help="Which sections to run, of train,lengths,scan,streaming,memory. lengths always "
+                   "times lstm:vanilla, gru:original and nn.LSTM (packed); scan the mingru/minlstm "
+                   "among --cells, or both. [default: all]")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as a markdown document (docs/performance.md is made so).")
+def bench(quick: bool, sizes: str | None, cells: str | None, rounds: int | None, threads: int | None,
+          sections: str | None, markdown: Path | None) -> None:
+    """Time training steps, variable lengths, long minGRU/minLSTM sequences and streaming
+    inference of rnnkit's layers against torch.nn.LSTM and torch.nn.GRU (CPU, float32).
+
+    Each configuration is first checked against the reference loop (same weights, within 1e-4);
+    one that differs is reported and not timed. Progress goes to stderr, the tables to stdout.
+
+    \b
+    Example:
+        rnnkit bench --quick
+        rnnkit bench --sections train --cells lstm:vanilla,gru:original --sizes 32x100x256
+    """
+    from .bench import BenchConfig, parse_specs, run_and_report
+
+    if markdown is not None:
+        _check_writable(markdown)
+    with _user_errors(markdown or Path(".")):
+        config = BenchConfig.from_options(quick=quick, sizes=sizes, cells=cells, rounds=rounds,
+                                          threads=threads, sections=sections,
+                                          markdown=None if markdown is None else str(markdown))
+        parse_specs(config.cells)                   # an unknown cell or option fails before any timing
+    run_and_report(config, program="rnnkit bench", markdown=markdown,
+                   echo=lambda line: click.echo(line, err=True), out=click.echo)
+
+
 def _check_png_path(out: Path) -> None:
     """Fail before any work when --out cannot be written as a PNG."""
     if out.suffix.lower() != ".png":
         raise click.ClickException(f"--out must name a .png file, got {str(out)!r}")
+    _check_writable(out)
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any work when the file ``out`` cannot be written."""
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise click.ClickException(f"cannot write {str(out)!r}: directory {str(parent)!r} does not exist")

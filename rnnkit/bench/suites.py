@@ -1,0 +1,227 @@
+"""The sections of the speed benchmark: what each measures, against what, after which check.
+
+* ``train``: a training step (forward, backward of ``output.sum()``) of every cell spec through
+  ``Recurrent(name, I, H, **options)`` (``backend="auto"``) and of torch.nn.LSTM / torch.nn.GRU of
+  the same size, at every size.
+* ``lengths``: the same step on a batch whose lengths are spread from 1 to T, against the same
+  batch at full length (``LENGTHS_CELLS`` with ``lengths=``, nn.LSTM on a PackedSequence).
+* ``scan``: minGRU / minLSTM training on one long sequence batch (``BenchConfig.scan_size``).
+* ``streaming``: batch-1 inference one step at a time, the state carried.
+* ``memory``: peak memory of a training step (``rnnkit.bench.memory``), measured first, in child
+  processes, before anything is timed.
+
+Every rnnkit configuration passes the correctness guard (``rnnkit.bench.guard``) at the shape it is
+timed at before it is timed; one that fails is reported with the reason and never timed. All
+subjects of one table are timed in one ``time_interleaved`` call, so their ratios come from the same
+rounds of the same process.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .config import LENGTHS_CELLS, SCAN_CELLS, BenchConfig, Size
+from .guard import Check, check_against_reference
+from .machine import environment, load_average
+from .memory import peak_step_memory
+from .subjects import (BASELINES, CellSpec, build_baseline, output_of, random_input, spread_lengths,
+                       streamed_outputs, streaming_loop, training_step)
+from .timing import Timing, time_interleaved
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Measurement:
+    """One subject (a cell spec or ``nn.LSTM``) at one size."""
+    subject: str
+    size: Size
+    check: Check | None = None                                  # None for the torch.nn baselines
+    timings: dict[str, Timing] = field(default_factory=dict)    # by mode; empty when not timed
+    peak_bytes: int | None = None                               # memory section
+    note: str = ""                                              # why a figure is missing
+
+    @property
+    def timed(self) -> bool:
+        return bool(self.timings)
+
+
+@dataclass
+class Results:
+    config: BenchConfig
+    sections: dict[str, list[Measurement]] = field(default_factory=dict)
+    seconds: float = 0.0
+    load: list[tuple[float, float, float]] = field(default_factory=list)   # host load, at start and end
+    environment: dict[str, str] = field(default_factory=dict)              # rnnkit.bench.machine
+
+
+def run(config: BenchConfig, echo: Echo | None = None) -> Results:
+    """Run the sections of ``config`` in one process on ``config.threads`` threads (restored after)."""
+    echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    specs = parse_specs(config.cells)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    results, began = Results(config, environment=environment()), time.perf_counter()
+    results.load.append(load_average())
+    try:
+        # memory first: its child processes import rnnkit from disk, as close as possible to the
+        # moment this process did (and before any timing, which they would disturb)
+        for name in sorted(config.sections, key=lambda n: n != "memory"):
+            echo(f"== {name}")
+            results.sections[name] = SECTIONS[name](config, specs, echo)
+    finally:
+        torch.set_num_threads(threads)
+    results.seconds = time.perf_counter() - began
+    results.load.append(load_average())
+    return results
+
+
+def parse_specs(cells) -> list[CellSpec]:
+    """Parse and build (at a tiny size) every spec, so that a bad one fails before any timing."""
+    specs = []
+    for text in cells:
+        spec = CellSpec.parse(text)
+        try:
+            spec.build(2, 2)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"--cells {text!r}: {' '.join(str(error).split())}") from None
+        specs.append(spec)
+    return specs
+
+
+# ------------------------------------------------------------------------------------------------
+def train_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> list[Measurement]:
+    measured = []
+    for size in config.sizes:
+        echo(f"training step, {size.label}")
+        x = random_input(size.T, size.B, size.I, seed=config.seed)               # (T, B, I)
+        rows, subjects = _guarded(config, specs, size, echo, lambda layer: training_step(layer, x),
+                                  _training_check(config, x))
+        for name in BASELINES:
+            rows.append(Measurement(name, size))
+            subjects[name] = training_step(build_baseline(name, size.I, size.H, seed=config.seed), x)
+        _time(config, subjects, rows, echo, mode="train")
+        measured += rows
+    return measured
+
+
+def lengths_section(config: BenchConfig, _specs, echo: Echo) -> list[Measurement]:
+    specs = [CellSpec.parse(text) for text in LENGTHS_CELLS]
+    measured = []
+    for size in config.sizes:
+        echo(f"variable lengths, {size.label}")
+        x = random_input(size.T, size.B, size.I, seed=config.seed)               # (T, B, I)
+        full = torch.full((size.B,), size.T, dtype=torch.long)                  # (B,)
+        spread = spread_lengths(size.B, size.T, seed=config.seed)               # (B,)
+        runs = {"plain": None, "full": full, "spread": spread}
+
+        def steps(module):
+            return {mode: training_step(module, x, lengths) for mode, lengths in runs.items()}
+        rows, subjects = _guarded(config, specs, size, echo, steps, _training_check(config, x, spread))
+        rows.append(Measurement("nn.LSTM", size))
+        subjects["nn.LSTM"] = steps(build_baseline("nn.LSTM", size.I, size.H, seed=config.seed))
+        _time(config, subjects, rows, echo)
+        measured += rows
+    return measured
+
+
+def scan_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> list[Measurement]:
+    chosen = [s for s in specs if s.name in SCAN_CELLS] or [CellSpec.parse(t) for t in SCAN_CELLS]
+    size = config.scan_size
+    echo(f"long sequences, {size.label}")
+    x = random_input(size.T, size.B, size.I, seed=config.seed)                   # (T, B, I)
+    rows, subjects = _guarded(config, chosen, size, echo, lambda layer: training_step(layer, x),
+                              _training_check(config, x))
+    rows.append(Measurement("nn.LSTM", size))
+    subjects["nn.LSTM"] = training_step(build_baseline("nn.LSTM", size.I, size.H, seed=config.seed), x)
+    _time(config, subjects, rows, echo, mode="train")
+    return rows
+
+
+def streaming_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> list[Measurement]:
+    measured = []
+    for I, H in dict.fromkeys((s.I, s.H) for s in config.sizes):
+        size = Size(1, config.streaming_steps, I, H)
+        echo(f"streaming, {size.label}, one step per call")
+        x = random_input(size.T, 1, I, seed=config.seed)                         # (T, 1, I)
+
+        def check(spec, layer):
+            reference = spec.reference_twin(layer).eval()
+            layer.eval()                                # inference: dropout-like options off
+            return check_against_reference(layer, reference, lambda m: streamed_outputs(m, x),
+                                           run_reference=lambda m: output_of(m, x),
+                                           tolerance=config.tolerance, gradients=False)
+        rows, subjects = _guarded(config, specs, size, echo, lambda layer: streaming_loop(layer.eval(), x), check)
+        for name in BASELINES:
+            rows.append(Measurement(name, size))
+            subjects[name] = streaming_loop(build_baseline(name, I, H, seed=config.seed).eval(), x)
+        _time(config, subjects, rows, echo, mode="stream")
+        measured += rows
+    return measured
+
+
+def memory_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> list[Measurement]:
+    measured = []
+    for size in config.sizes:
+        echo(f"peak memory of a training step, {size.label} (in a separate process)")
+        subjects = [s.text for s in specs] + list(BASELINES)
+        probed = peak_step_memory(subjects, size, threads=config.threads, seed=config.seed)
+        for subject in subjects:
+            row, value = Measurement(subject, size), probed[subject]
+            if isinstance(value, int):
+                row.peak_bytes = value
+            else:
+                row.note = value
+            measured.append(row)
+    return measured
+
+
+SECTIONS = {"train": train_section, "lengths": lengths_section, "scan": scan_section,
+            "streaming": streaming_section, "memory": memory_section}
+
+
+# ------------------------------------------------------------------------------------------------
+def _guarded(config: BenchConfig, specs: list[CellSpec], size: Size, echo: Echo, make_subject,
+             check) -> tuple[list[Measurement], dict]:
+    """Build each spec's layer, run ``check(spec, layer)``; only those that pass get a subject
+    (``make_subject(layer)``: a function, or a dict of them by mode)."""
+    rows, subjects = [], {}
+    for spec in specs:
+        layer = spec.build(size.I, size.H, seed=config.seed)
+        try:
+            verdict = check(spec, layer)
+        except Exception as error:                  # e.g. the reference twin cannot be built
+            verdict = Check(False, float("nan"), f"check raised {type(error).__name__}: "
+                                                 f"{' '.join(str(error).split())}")
+        echo(f"  {spec.text:<14} {verdict.describe()}")
+        rows.append(Measurement(spec.text, size, verdict))
+        if verdict.passed:
+            subjects[spec.text] = make_subject(layer)
+    return rows, subjects
+
+
+def _training_check(config: BenchConfig, x, lengths=None):
+    """``check(spec, layer)``: the layer's output on x (T, B, I) and its weight gradients against
+    the reference twin's."""
+    def check(spec: CellSpec, layer) -> Check:
+        return check_against_reference(layer, spec.reference_twin(layer), lambda m: output_of(m, x, lengths),
+                                       tolerance=config.tolerance)
+    return check
+
+
+def _time(config: BenchConfig, subjects: dict, rows: list[Measurement], echo: Echo, mode: str | None = None) -> None:
+    """Time all subjects interleaved; a subject is one function (stored under ``mode``) or a dict
+    of them by mode. Fills each row's ``timings``."""
+    flat = {}
+    for name, subject in subjects.items():
+        for key, function in (subject.items() if isinstance(subject, dict) else [(mode, subject)]):
+            flat[(name, key)] = function
+    began = time.perf_counter()
+    timings = time_interleaved(flat, config.timer, on_round=lambda r, _: echo(
+        f"  round {r}/{config.timer.rounds} of {len(flat)} subjects done, {time.perf_counter() - began:.0f} s"))
+    for row in rows:
+        row.timings = {key: t for (name, key), t in timings.items() if name == row.subject}
