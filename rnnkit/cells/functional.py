@@ -53,6 +53,12 @@ def summed_outer(d: Tensor, x: Tensor) -> Tensor:
     return d.reshape(-1, d.shape[-1]).T @ x.reshape(-1, x.shape[-1])
 
 
+def previous_steps(every_step: Tensor, initial: Tensor) -> Tensor:
+    """The value before each step: (T, B, S) from every step's value (T, B, S) and the initial one
+    (B, S), i.e. [initial, step 1, …, step T−1] (h_{t−1} for every t)."""
+    return torch.cat([initial.unsqueeze(0), every_step[:-1]])
+
+
 def summed(d: Tensor) -> Tensor:
     """Σ over all leading dimensions: (…, G) -> (G,), a bias's gradient."""
     return d.reshape(-1, d.shape[-1]).sum(0)

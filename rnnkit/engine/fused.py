@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import Params, RecurrentCell, State
-from ..cells.functional import summed, summed_outer
+from ..cells.functional import previous_steps, summed, summed_outer
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from .bptt import _BatchOrder
@@ -123,10 +123,9 @@ class _FusedLSTM(torch.autograd.Function):
             _or_empty(p_i, gates), _or_empty(p_f, gates), _or_empty(p_o, gates), layout["offsets"],
             layout["cifg"], layout["g_identity"], layout["h_identity"], order.running)
         # Once per sequence: dU = Σ δa h_{t−1}ᵀ over all rows, db = Σ δa, dp = Σ δa_gate ⊙ c.
-        h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]])                       # (T, B, H)
-        grads = [summed_outer(d_a, h_prev), summed(d_a) if bias_hh is not None else None]
+        grads = [summed_outer(d_a, previous_steps(h_all, h0)), summed(d_a) if bias_hh is not None else None]
         H = h0.shape[-1]
-        c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])                       # (T, B, H)
+        c_prev = previous_steps(c_all, c0)                                      # (T, B, H)
         for k, (peephole, c_seen) in enumerate(zip((p_i, p_f, p_o), (c_prev, c_prev, c_all))):
             if peephole is not None:
                 block = layout["offsets"]["ifgo".index("ifo"[k])] * H
@@ -176,7 +175,7 @@ class _FusedGRU(torch.autograd.Function):
             order.sort(grad_h_all, 1).contiguous(), order.sort(grad_h, 0).contiguous(), gates, saved,
             h_all, h0, weight_hh.contiguous(), ctx.original, order.running)
         # Once per sequence: dU = Σ δ(U h)ᵀ h_{t−1} (original: U_n's rows see r ⊙ h_{t−1}), db = Σ δ.
-        h_prev = torch.cat([h0.unsqueeze(0), h_all[:-1]])                       # (T, B, H)
+        h_prev = previous_steps(h_all, h0)                                      # (T, B, H)
         if ctx.original:
             d_weight = torch.cat([summed_outer(d_rec[..., :2 * H], h_prev),
                                   summed_outer(d_rec[..., 2 * H:], saved)])

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..cells.functional import previous_steps
+
 
 def linear_scan(a: Tensor, b: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
     """All h_t of h_t = a_t ⊙ h_{t−1} + b_t; a, b (T, B, H), h0 (B, H) -> (T, B, H).
@@ -71,11 +73,6 @@ def _scan_backward(a: Tensor, grad_h: Tensor) -> Tensor:
     return delta
 
 
-def _previous(h: Tensor, h0: Tensor) -> Tensor:
-    """h_{t−1} for every t: (T, B, H)."""
-    return torch.cat([h0.unsqueeze(0), h[:-1]])
-
-
 class _LinearScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, h0):
@@ -88,7 +85,7 @@ class _LinearScan(torch.autograd.Function):
     def backward(ctx, grad_h):
         a, h, h0 = ctx.saved_tensors
         delta = _scan_backward(a, grad_h)                                       # ∂L/∂b_t = δh_t
-        return delta * _previous(h, h0), delta, a[0] * delta[0]
+        return delta * previous_steps(h, h0), delta, a[0] * delta[0]
 
 
 class _GatedScan(torch.autograd.Function):
@@ -115,6 +112,6 @@ class _GatedScan(torch.autograd.Function):
         d_h0 = a_run[0] * delta[0]
         if ctx.valid is not None:
             delta = delta * ctx.valid.unsqueeze(-1)                             # skipped steps: no gradient
-        d_a = delta * (_previous(h, h0) - h_tilde)
+        d_a = delta * (previous_steps(h, h0) - h_tilde)
         d_h_tilde = delta * (1 - a)
         return None, None, ctx.cell.coefficients_backward(u, a, d_a, d_h_tilde), d_h0
