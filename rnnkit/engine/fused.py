@@ -45,15 +45,21 @@ def available() -> bool:
 def fused_runner(cell: RecurrentCell, u: Tensor):
     """The compiled loop ``run(cell, p, u, state, valid)`` for this cell and input, or None where
     none applies (another cell or option, a GPU tensor, a dtype other than float32/float64)."""
-    if u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
-        return None
     for cell_class, applies, run in _LOOPS:
         if isinstance(cell, cell_class) and applies(cell):
-            if _kernels is None:
-                _warn_once()
-                return None
-            return run
+            return run if _compiled_for(u) else None
     return None
+
+
+def _compiled_for(u: Tensor) -> bool:
+    """Whether the compiled loops can take this input: a CPU float32/float64 tensor, and the
+    extension built (warning once where it is not)."""
+    if u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
+        return False
+    if _kernels is None:
+        _warn_once()
+        return False
+    return True
 
 
 def preferred_over_native(cell: RecurrentCell, x: Tensor, has_lengths: bool) -> bool:
@@ -190,10 +196,7 @@ def minimal_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None) -> Tensor | 
     """h (T, B, H) of the minGRU / minLSTM recurrence through the compiled scan, or None where it
     does not apply (the caller then runs the Python form)."""
     lstm = {"MinGRUCell": False, "MinLSTMCell": True}.get(type(cell).__name__)
-    if lstm is None or u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
-        return None
-    if _kernels is None:
-        _warn_once()
+    if lstm is None or not _compiled_for(u):
         return None
     lengths = valid.sum(0).to("cpu", torch.int64) if valid is not None else u.new_empty(0, dtype=torch.int64)
     return _FusedMinimal.apply(lstm, lengths, u, h0)
