@@ -1,34 +1,47 @@
-"""The time-ordered linear scan h_t = a_t ⊙ h_{t−1} + b_t against the log-space parallel scan."""
+"""The Python time-ordered scan of minGRU / minLSTM (the form used without the compiled loops)
+against the log-space parallel scan, and its hand-derived backward against gradcheck."""
 import pytest
 import torch
 
+from rnnkit import cells
 from rnnkit.cells.minimal import log_space_scan
-from rnnkit.engine.scan import linear_scan
+from rnnkit.engine import fused
+from rnnkit.engine.scan import gated_scan
 
 DTYPE = torch.float64
 
 
-def _inputs(T, B=3, H=4, seed=0):
+@pytest.fixture
+def python_scan(monkeypatch):
+    """The Python form, as it runs where the extension was not built."""
+    monkeypatch.setattr(fused, "_kernels", None)
+    monkeypatch.setattr(fused, "_warned", True)
+
+
+def _inputs(name, T, B=3, H=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    a = torch.rand(T, B, H, dtype=DTYPE, generator=g).requires_grad_()
-    b = torch.rand(T, B, H, dtype=DTYPE, generator=g).requires_grad_()
-    h0 = torch.randn(B, H, dtype=DTYPE, generator=g).requires_grad_()
-    return a, b, h0
+    cell = cells.create(name, 2, H, dtype=DTYPE)
+    u = (2 * torch.randn(T, B, cell.n_projections * H, dtype=DTYPE, generator=g)).requires_grad_()
+    h0 = torch.randn(B, H, dtype=DTYPE, generator=g).requires_grad_()      # any sign
+    return cell, u, h0
 
 
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
 @pytest.mark.parametrize("T", [1, 2, 40])
-def test_linear_scan_equals_the_log_space_scan_with_and_without_lengths(T):
-    a, b, h0 = _inputs(T, seed=T)
+def test_python_scan_equals_the_log_space_scan_with_and_without_lengths(name, T, python_scan):
+    cell, u, h0 = _inputs(name, T, seed=T)
     valid = torch.arange(T).unsqueeze(1) < torch.tensor([T, max(1, T // 2), 1])     # (T, 3)
     for mask in (None, valid):
-        torch.testing.assert_close(linear_scan(a, b, h0, mask), log_space_scan(a.log(), b.log(), h0, mask),
+        torch.testing.assert_close(gated_scan(cell, u, h0, mask),
+                                   log_space_scan(*cell.log_coefficients(u), h0, mask),
                                    atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
 @pytest.mark.parametrize("T", [1, 5])
-def test_linear_scan_gradients_pass_gradcheck(T):
-    a, b, h0 = _inputs(T, seed=10 + T)
+def test_python_scan_gradients_pass_gradcheck(name, T, python_scan):
+    cell, u, h0 = _inputs(name, T, seed=10 + T)
     valid = torch.ones(T, 3, dtype=torch.bool)
     valid[T // 2 + 1:, 1] = False
-    assert torch.autograd.gradcheck(lambda a, b, h0: linear_scan(a, b, h0), (a, b, h0))
-    assert torch.autograd.gradcheck(lambda a, b, h0: linear_scan(a, b, h0, valid), (a, b, h0))
+    assert torch.autograd.gradcheck(lambda u, h0: gated_scan(cell, u, h0), (u, h0))
+    assert torch.autograd.gradcheck(lambda u, h0: gated_scan(cell, u, h0, valid), (u, h0))

@@ -1,4 +1,4 @@
-r"""The elementwise linear recurrence h_t = a_t ⊙ h_{t−1} + b_t, run in time order.
+r"""The minGRU / minLSTM recurrence h_t = a_t ⊙ h_{t−1} + b_t, run in time order (the Python form).
 
 minGRU and minLSTM (Feng et al. 2024) reduce to it after one large input projection. On a GPU the
 log-space parallel scan (``rnnkit.cells.minimal.log_space_scan``) spreads the T steps over many
@@ -22,19 +22,6 @@ from torch import Tensor
 from ..cells.functional import previous_steps
 
 
-def linear_scan(a: Tensor, b: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
-    """All h_t of h_t = a_t ⊙ h_{t−1} + b_t; a, b (T, B, H), h0 (B, H) -> (T, B, H).
-
-    Where ``valid`` (T, B) is False the step is skipped (a = 1, b = 0): the state stays at each
-    sequence's last valid step, so h[-1] is the state at each sequence's true end.
-    """
-    if valid is not None:
-        keep = valid.unsqueeze(-1)                                              # (T, B, 1)
-        a = torch.where(keep, a, torch.ones_like(a))
-        b = torch.where(keep, b, torch.zeros_like(b))
-    return _LinearScan.apply(a, b, h0)
-
-
 def gated_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
     r"""h_t = a_t ⊙ h_{t−1} + (1 − a_t) ⊙ h̃_t with (a_t, h̃_t) = ``cell.coefficients(u_t)``, all steps.
 
@@ -44,9 +31,10 @@ def gated_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tens
 
     .. math:: ∂L/∂a_t = δh_t ⊙ (h_{t−1} − h̃_t), \qquad ∂L/∂h̃_t = δh_t ⊙ (1 − a_t),
 
-    so autograd keeps no per-op intermediates. u (T, B, G) -> h (T, B, H); ``valid`` as in
-    ``linear_scan``. Where the compiled loops are built (``rnnkit.engine.fused``), minGRU and
-    minLSTM run the same computation in one C++ pass per direction instead.
+    so autograd keeps no per-op intermediates. u (T, B, G) -> h (T, B, H). Where ``valid`` (T, B)
+    is False the step is skipped (a = 1, b = 0): the state stays at each sequence's last valid
+    step, so h[-1] is the state at each sequence's true end. Where the compiled loops are built
+    (``rnnkit.engine.fused``), the same computation runs in one C++ pass per direction instead.
     """
     from .fused import minimal_scan                       # here: cells import this module
 
@@ -71,21 +59,6 @@ def _scan_backward(a: Tensor, grad_h: Tensor) -> Tensor:
     for t in range(len(steps) - 1, 0, -1):
         steps[t - 1].addcmul_(a_steps[t], steps[t])                             # δh_{t−1} += a_t δh_t
     return delta
-
-
-class _LinearScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a, b, h0):
-        a = a.contiguous()
-        h = _scan_forward(a, b.contiguous(), h0)
-        ctx.save_for_backward(a, h, h0)
-        return h
-
-    @staticmethod
-    def backward(ctx, grad_h):
-        a, h, h0 = ctx.saved_tensors
-        delta = _scan_backward(a, grad_h)                                       # ∂L/∂b_t = δh_t
-        return delta * previous_steps(h, h0), delta, a[0] * delta[0]
 
 
 class _GatedScan(torch.autograd.Function):
