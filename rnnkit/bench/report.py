@@ -29,18 +29,13 @@ def render_tables(results: Results) -> str:
         parts.append("## Peak memory of a training step\n")
         for size, rows in _group(sections["memory"]).items():
             parts.append(_memory_table(size, rows))
-    if "lengths" in sections:
-        parts.append("## Variable lengths: lengths spread from 1 to T against the full batch\n")
-        for size, rows in _group(sections["lengths"]).items():
-            parts.append(_lengths_table(size, rows))
-    if "scan" in sections:
-        parts.append("## minGRU and minLSTM on long sequences (training step)\n")
-        for size, rows in _group(sections["scan"]).items():
-            parts.append(_scan_table(size, rows))
-    if "streaming" in sections:
-        parts.append("## Streaming inference: batch 1, one step per call, state carried\n")
-        for size, rows in _group(sections["streaming"]).items():
-            parts.append(_streaming_table(size, rows))
+    for section, heading, table in (
+            ("lengths", "Variable lengths: lengths spread from 1 to T against the full batch", _lengths_table),
+            ("scan", "minGRU and minLSTM on long sequences (training step)", _scan_table),
+            ("streaming", "Streaming inference: batch 1, one step per call, state carried", _streaming_table)):
+        if section in sections:
+            parts.append(f"## {heading}\n")
+            parts.extend(table(size, rows) for size, rows in _group(sections[section]).items())
     return "\n".join(parts)
 
 
