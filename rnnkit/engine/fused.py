@@ -66,7 +66,7 @@ def preferred_over_native(cell: RecurrentCell, x: Tensor, has_lengths: bool) -> 
     """Whether the compiled loop should run even where torch has a kernel for the cell (measured by
     ``rnnkit bench``, docs/performance.md): the GRU on the CPU, where torch's GRU is ATen's unfused
     step loop (torch sends only the LSTM to oneDNN); and any covered cell when the batch has
-    lengths, where torch's packed kernels run 1.7–2.6× slower than on the padded batch while the
+    lengths, where torch's packed kernels run 1.7–4.3× slower than on the padded batch while the
     compiled loop computes only the steps inside each sequence. On a GPU cuDNN stays first."""
     if fused_runner(cell, x) is None:
         return False
