@@ -1,4 +1,6 @@
 """Shared test fixtures."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,3 +13,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """The path of a file under ../shared/data (the team's copy of the public datasets); the test is
+    skipped, saying which file, where it is absent (for example in a clone outside /work)."""
+    def path(relative: str) -> Path:
+        found = SHARED_DATA / relative
+        if not found.exists():
+            pytest.skip(f"shared data file {found} is absent")
+        return found
+    return path
