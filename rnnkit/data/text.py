@@ -75,6 +75,31 @@ def iter_lines(path: PathType) -> Iterator[str]:
     return (text for _, text in iter_numbered_lines(path))
 
 
+def iter_aligned_lines(*paths: PathType) -> Iterator[tuple[int, tuple[str, ...]]]:
+    """Yield ``(line_number, (line of paths[0], line of paths[1], ...))`` over line-aligned files.
+
+    Files of different lengths raise DataFormatError naming the shorter file at the line it lacks,
+    and the longer file, when the shorter one ends.
+    """
+    readers = [iter_numbered_lines(path) for path in paths]
+
+    def rows() -> Iterator[tuple[int, tuple[str, ...]]]:
+        line_number = 0
+        while True:
+            line_number += 1
+            row = [next(reader, None) for reader in readers]
+            ended = [path for path, item in zip(paths, row) if item is None]
+            if len(ended) == len(paths):
+                return
+            if ended:
+                longer = next(path for path, item in zip(paths, row) if item is not None)
+                raise DataFormatError(ended[0], line_number, f"file ends after {line_number - 1} lines, but "
+                                                             f"{str(longer)!r} has more (line-aligned files "
+                                                             "of equal length expected)")
+            yield line_number, tuple(text for _, text in row)
+    return rows()
+
+
 def read_lines(path: PathType) -> list[str]:
     return list(iter_lines(path))
 
