@@ -1,0 +1,64 @@
+"""SequenceRegressor: many-to-one and many-to-many agree, padding changes nothing, causality, learning."""
+import pytest
+import torch
+
+from rnnkit.models.regressor import SequenceRegressor
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def batch_with_garbage_past_the_end(lengths, features, seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(len(lengths), max(lengths), features, dtype=torch.float64)
+    for b, n in enumerate(lengths):
+        x[b, n:] = 50 * torch.randn(max(lengths) - n, features)
+    return x, torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("many_to_many", [False, True])
+@pytest.mark.parametrize("cell,bidirectional", [("lstm", False), ("gru", True), ("elman", False)])
+def test_each_series_is_predicted_as_it_would_be_alone(many_to_many, cell, bidirectional):
+    torch.manual_seed(0)
+    model = SequenceRegressor(3, 2, hidden_size=5, cell=cell, num_layers=2, bidirectional=bidirectional,
+                              many_to_many=many_to_many).double()
+    x, lengths = batch_with_garbage_past_the_end([6, 2, 4], 3)
+    predictions = model(x, lengths)
+    assert predictions.shape == ((3, 6, 2) if many_to_many else (3, 2))
+    for b, n in enumerate(lengths.tolist()):
+        alone = model(x[b:b + 1, :n], torch.tensor([n]))[0]
+        if many_to_many:
+            torch.testing.assert_close(predictions[b, :n], alone)
+            assert torch.all(predictions[b, n:] == 0)
+        else:
+            torch.testing.assert_close(predictions[b], alone)
+
+
+def test_many_to_one_is_the_many_to_many_prediction_at_the_last_step():
+    torch.manual_seed(0)
+    one = SequenceRegressor(2, 3, hidden_size=4, cell="gru").double()
+    every = SequenceRegressor(2, 3, hidden_size=4, cell="gru", many_to_many=True).double()
+    every.load_state_dict(one.state_dict())
+    x, lengths = batch_with_garbage_past_the_end([5, 3, 1], 2)
+    at_every_step = every(x, lengths)                                   # (B, T, K)
+    last = at_every_step[torch.arange(3), lengths - 1]                  # (B, K)
+    torch.testing.assert_close(one(x, lengths), last)
+
+
+def test_one_direction_many_to_many_sees_only_the_past():
+    torch.manual_seed(0)
+    model = SequenceRegressor(1, 1, hidden_size=4, cell="lstm", many_to_many=True).double()
+    x = torch.randn(1, 8, 1, dtype=torch.float64)
+    changed = x.clone()
+    changed[0, 5] += 1.0
+    before, after = model(x), model(changed)
+    torch.testing.assert_close(before[0, :5], after[0, :5])
+    assert not torch.allclose(before[0, 5:], after[0, 5:])
+
+
+def test_regressor_rejects_bad_input():
+    model = SequenceRegressor(2, 1, hidden_size=3)
+    with pytest.raises(ValueError, match=r"x must be float features of shape \(B, T, input_size=2\), "
+                                         r"got torch.float32 of shape \(4, 2\)"):
+        model(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="output_size must be a positive int, got 0"):
+        SequenceRegressor(2, 0)
