@@ -130,6 +130,8 @@ def test_errors_name_the_argument():
         LanguageModel(V, bidirectional=True)
     with pytest.raises(ValueError, match="dropout must be a number in"):
         LanguageModel(V, dropout=1.5)
+    with pytest.raises(TypeError, match="does not take option.*'varient'"):
+        LanguageModel(V, varient="cifg")                        # misspelled options are not swallowed
 
 
 # ----- sampling ----------------------------------------------------------------------------------
