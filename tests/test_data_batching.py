@@ -88,7 +88,8 @@ def test_bucketing_wastes_far_less_padding_than_random_batches(shared_data):
 
 # ---------------------------------------------------------------- stream_batches
 
-@pytest.mark.parametrize("num_tokens, batch_size, seq_len", [(103, 4, 7), (100, 4, 6), (40, 1, 39), (9, 3, 5)])
+@pytest.mark.parametrize("num_tokens, batch_size, seq_len", [(103, 4, 7), (100, 4, 6), (40, 1, 39), (9, 3, 5),
+                                                                  (22, 2, 3)])  # last window 1 step
 def test_stream_batches_rebuild_the_stream(num_tokens, batch_size, seq_len):
     ids = torch.arange(num_tokens) * 10                                   # distinct tokens
     windows = list(stream_batches(ids, batch_size, seq_len))
