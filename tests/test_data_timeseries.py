@@ -50,11 +50,18 @@ def test_csv_series_round_trip_with_crlf_and_no_final_newline(tmp_path):
         read_series_csv(path, column="Riders")
 
 
-def test_csv_row_with_wrong_field_count_is_named(tmp_path):
-    path = tmp_path / "series.csv"
-    path.write_text('"Month","Passengers"\n"1949-01",112\n"1949-02"\n')
-    with raises_at(path, 3, "1 fields .2 expected"):
-        read_series_csv(path)
+@pytest.mark.parametrize("reader, text, line, match", [
+    (read_series_csv, '"Month","Passengers"\n"1949-01",112\n"1949-02"\n', 3, "1 fields .2 expected"),
+    (read_series_txt, "0.5\n\n0.25\nnan-ish\n", 4, "'nan-ish' is not a number"),
+    (read_ucr, "1 0.1 0.2 0.3\n2 0.1 0.2 0.3\n1 0.1 0.2\n", 3, "2 values after the label .3 expected"),
+    (read_ucr, "1 0.1 0.2\n2 0.1 zero\n", 2, "'zero' is not a number"),
+    (read_uea_arff, "@relation 'Toy'\n@data\n0.1,0.2,A\n", 3, "quoted string"),
+])
+def test_malformed_row_names_file_and_line(tmp_path, reader, text, line, match):
+    path = tmp_path / "series.data"
+    path.write_text(text)
+    with raises_at(path, line, match):
+        reader(path)
 
 
 def test_txt_series_round_trip_is_exact(tmp_path):
@@ -62,9 +69,6 @@ def test_txt_series_round_trip_is_exact(tmp_path):
     path = tmp_path / "series.txt"
     path.write_bytes(("\r\n".join(f"{v:.18e}" for v in values) + "\r\n\r\n").encode())
     np.testing.assert_array_equal(read_series_txt(path), values)
-    path.write_text("0.5\n0.25\nnan-ish\n")
-    with raises_at(path, 3, "'nan-ish' is not a number"):
-        read_series_txt(path)
 
 
 def test_airline_passengers_agree_with_numpy(shared_data):
@@ -91,13 +95,6 @@ def test_ucr_round_trip(tmp_path, separator):
     assert X.dtype == np.float32 and X.shape == (5, 7, 1)
     np.testing.assert_allclose(X[:, :, 0], series, rtol=1e-7)
     assert read_labels == ["1", "2", "2", "1", "3.5"]          # integral numbers lose their exponent
-
-
-def test_ucr_series_of_another_length_is_named(tmp_path):
-    path = tmp_path / "Toy_TRAIN.txt"
-    path.write_text("1 0.1 0.2 0.3\n2 0.1 0.2 0.3\n1 0.1 0.2\n")
-    with raises_at(path, 3, "2 values after the label .3 expected"):
-        read_ucr(path)
 
 
 def test_gunpoint_agrees_with_numpy_loadtxt(shared_data):
@@ -131,13 +128,6 @@ def test_uea_arff_undeclared_label_and_ragged_channels_are_named(tmp_path):
     path = write_arff(tmp_path / "Toy.arff", series, ["A", "B"], ["A", "B"])
     path.write_text(path.read_text().replace("0.0',B", "0.0,0.0',B"))
     with raises_at(path, data_line, r"channel lengths \[5, 6\]"):
-        read_uea_arff(path)
-
-
-def test_uea_arff_row_without_quotes_is_named(tmp_path):
-    path = tmp_path / "Toy.arff"
-    path.write_text("@relation 'Toy'\n@data\n0.1,0.2,A\n")
-    with raises_at(path, 3, "quoted string"):
         read_uea_arff(path)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterator, NamedTuple
 
 from .errors import DataFormatError
-from .text import PathType, iter_numbered_lines
+from .text import PathType, iter_nonblank_lines
 
 
 class LabelledText(NamedTuple):
@@ -23,12 +23,10 @@ def iter_labelled_tsv(path: PathType, lowercase: bool = False) -> Iterator[Label
 
     A line without exactly one tab, or with an empty text or label, raises DataFormatError.
     """
-    numbered = iter_numbered_lines(path)
+    numbered = iter_nonblank_lines(path)
 
     def records() -> Iterator[LabelledText]:
         for line_number, line in numbered:
-            if not line.strip():
-                continue
             fields = line.split("\t")
             if len(fields) != 2:
                 raise DataFormatError(path, line_number, f"{len(fields)} tab-separated fields "
@@ -52,12 +50,10 @@ def iter_sst_sentences(path: PathType) -> Iterator[LabelledText]:
     The label is the integer before the first space, kept as its string (``"0"`` … ``"4"``); blank lines
     are skipped; a line without an integer label and a sentence raises DataFormatError.
     """
-    numbered = iter_numbered_lines(path)
+    numbered = iter_nonblank_lines(path)
 
     def records() -> Iterator[LabelledText]:
         for line_number, line in numbered:
-            if not line.strip():
-                continue
             label, _, sentence = line.strip().partition(" ")
             tokens = sentence.split()
             if not label.isdigit() or not tokens:

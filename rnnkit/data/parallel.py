@@ -15,7 +15,7 @@ import re
 from typing import Callable, Iterator, NamedTuple
 
 from .errors import DataFormatError
-from .text import PathType, iter_aligned_lines, iter_numbered_lines
+from .text import PathType, iter_aligned_lines, iter_nonblank_lines
 
 # A number with inner separators (3.5, 1,000), a word with inner apostrophes or hyphens (don't,
 # aujourd'hui, re-imagining), or any single other non-space character (punctuation, symbols).
@@ -75,12 +75,10 @@ def iter_pair_tsv(path: PathType, tokenize: Tokenizer = simple_tokenize, lowerca
     ``reverse=True`` swaps the columns (French → English). Fields after the second are ignored; blank
     lines are skipped; a line with fewer than 2 fields or an empty side raises DataFormatError.
     """
-    numbered = iter_numbered_lines(path)
+    numbered = iter_nonblank_lines(path)
 
     def pairs() -> Iterator[SentencePair]:
         for line_number, line in numbered:
-            if not line.strip():
-                continue
             fields = line.split("\t")
             if len(fields) < 2:
                 raise DataFormatError(path, line_number, f"{len(fields)} tab-separated field "

@@ -75,6 +75,11 @@ def iter_lines(path: PathType) -> Iterator[str]:
     return (text for _, text in iter_numbered_lines(path))
 
 
+def iter_nonblank_lines(path: PathType) -> Iterator[tuple[int, str]]:
+    """Like :func:`iter_numbered_lines`, without the lines that hold only whitespace."""
+    return ((line_number, text) for line_number, text in iter_numbered_lines(path) if text.strip())
+
+
 def iter_aligned_lines(*paths: PathType) -> Iterator[tuple[int, tuple[str, ...]]]:
     """Yield ``(line_number, (line of paths[0], line of paths[1], ...))`` over line-aligned files.
 

@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import DataFormatError
-from .text import PathType, iter_numbered_lines
+from .text import PathType, iter_nonblank_lines
 
 VALUE_SEPARATOR = re.compile(r"[,\s]+")
 
@@ -35,7 +35,7 @@ def parse_float(text: str, path: PathType, line_number: int, what: str) -> float
 
 def iter_content_lines(path: PathType) -> Iterator[tuple[int, str]]:
     """The numbered lines of ``path`` that are not blank, stripped."""
-    return ((n, line.strip()) for n, line in iter_numbered_lines(path) if line.strip())
+    return ((line_number, line.strip()) for line_number, line in iter_nonblank_lines(path))
 
 
 def read_series_csv(path: PathType, column: int | str = -1) -> np.ndarray:
