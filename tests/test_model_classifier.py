@@ -1,8 +1,14 @@
 """Pooling and SequenceClassifier: per-sequence loops as references, padding changes nothing, gradcheck, learning."""
+import itertools
+
 import pytest
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
+from rnnkit.data.batching import bucket_batches, pad_batch
+from rnnkit.data.labelled import iter_sst_sentences
+from rnnkit.data.timeseries import read_ucr
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.metrics import accuracy
 from rnnkit.models.classifier import SequenceClassifier
 from rnnkit.models.pooling import POOLING_METHODS, AttentionPooling, Pooling, max_pool, mean_pool
 
@@ -187,13 +193,66 @@ def test_classifier_rejects_bad_arguments_and_inputs():
 
 
 # ---------------------------------------------------------------------------------- the model learns
-def train_classifier(model, batches, epochs, lr):
+def train_classifier(model, epochs, lr):
+    """Adam with gradient clipping over ``epochs``: a list (one per epoch) of lists of
+    (inputs, lengths, labels) batches."""
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
-    for _ in range(epochs):
+    for batches in epochs:
         for inputs, lengths, labels in batches:
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(inputs, lengths), labels).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
     model.eval()
+
+
+def majority_accuracy(train_labels, eval_labels) -> float:
+    """Accuracy of always answering the most frequent training label."""
+    majority = max(set(train_labels), key=list(train_labels).count)
+    return sum(label == majority for label in eval_labels) / len(eval_labels)
+
+
+@pytest.mark.slow
+def test_sst2_sentiment_beats_the_majority_class(shared_data):
+    train = list(itertools.islice(iter_sst_sentences(shared_data("sst/sst2_sentences/stsa.binary.train")), 2000))
+    dev = list(itertools.islice(iter_sst_sentences(shared_data("sst/sst2_sentences/stsa.binary.dev")), 400))
+    vocabulary = Vocabulary.build((example.tokens for example in train), min_freq=2)
+
+    def batches(examples, batch_size, seed=0, shuffle=True):
+        lengths = [len(example.tokens) for example in examples]
+        for indices in bucket_batches(lengths, batch_size, shuffle=shuffle, seed=seed):
+            ids, lengths_ = pad_batch([vocabulary.encode(examples[i].tokens) for i in indices],
+                                      vocabulary.pad_index)
+            yield ids, lengths_, torch.tensor([int(examples[i].label) for i in indices])
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(len(vocabulary), 2, embedding_dim=64, hidden_size=64, cell="gru",
+                               pooling="last", dropout=0.3, padding_idx=vocabulary.pad_index)
+    train_classifier(model, [list(batches(train, 32, seed)) for seed in range(3)], lr=3e-3)
+    with torch.no_grad():
+        predicted = torch.cat([model(ids, lengths).argmax(-1) for ids, lengths, _ in batches(dev, 200, shuffle=False)])
+        gold = torch.cat([labels for _, _, labels in batches(dev, 200, shuffle=False)])
+    baseline = majority_accuracy([example.label for example in train], [example.label for example in dev])
+    assert accuracy(predicted, gold) >= baseline + 0.08, (accuracy(predicted, gold), baseline)
+
+
+@pytest.mark.slow
+def test_gunpoint_time_series_classifier_beats_the_majority_class(shared_data):
+    x_train, y_train = read_ucr(shared_data("timeseries/ucr/GunPoint/GunPoint_TRAIN.txt"))
+    x_test, y_test = read_ucr(shared_data("timeseries/ucr/GunPoint/GunPoint_TEST.txt"))
+    classes = sorted(set(y_train))
+    # every third of the 150 points: the gesture's shape survives, and the loop is 3x shorter
+    x_train, x_test = torch.from_numpy(x_train[:, ::3]), torch.from_numpy(x_test[:, ::3])   # (N, 50, 1)
+    labels_train = torch.tensor([classes.index(label) for label in y_train])
+    labels_test = torch.tensor([classes.index(label) for label in y_test])
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(num_classes=2, input_size=1, hidden_size=32, cell="gru", pooling="max")
+    epochs = [[(x_train[order], None, labels_train[order]) for order in torch.randperm(50).split(10)]
+              for _ in range(30)]
+    train_classifier(model, epochs, lr=1e-2)
+    with torch.no_grad():
+        test_accuracy = accuracy(model(x_test).argmax(-1), labels_test)
+    baseline = majority_accuracy(y_train, y_test)
+    assert test_accuracy >= baseline + 0.15, (test_accuracy, baseline)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from rnnkit.data.timeseries import read_series_txt, sliding_windows
 from rnnkit.models.regressor import SequenceRegressor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,3 +63,25 @@ def test_regressor_rejects_bad_input():
         model(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="output_size must be a positive int, got 0"):
         SequenceRegressor(2, 0)
+
+
+@pytest.mark.slow
+def test_mackey_glass_one_step_forecast_beats_repeating_the_last_value(shared_data):
+    series = read_series_txt(shared_data("timeseries/MackeyGlass_t17.txt"))
+    train, test = series[:2000], series[2000:2600]
+    mean, std = train.mean(), train.std()                      # normalising is the caller's job
+    x_train, y_train = (torch.from_numpy(a).float() for a in sliding_windows((train - mean) / std, 20))
+    x_test, y_test = (torch.from_numpy(a).float() for a in sliding_windows((test - mean) / std, 20))
+
+    torch.manual_seed(0)
+    model = SequenceRegressor(1, 1, hidden_size=32, cell="lstm")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        for batch in torch.randperm(len(x_train)).split(64):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(x_train[batch]), y_train[batch]).backward()
+            optimizer.step()
+    with torch.no_grad():
+        model_mse = torch.nn.functional.mse_loss(model(x_test), y_test).item()
+    last_value_mse = torch.nn.functional.mse_loss(x_test[:, -1], y_test).item()     # y_{t+1} := y_t
+    assert model_mse < 0.25 * last_value_mse, (model_mse, last_value_mse)
