@@ -171,7 +171,7 @@ class Trainer:
             self.history.epochs = self._epoch
             if config.eval_every is None and dev_batches is not None:
                 self._evaluate(dev_batches)
-            if self._checkpoint_due(config.eval_every is None):
+            if self._checkpoint_due(config.eval_every is None and dev_batches is not None):
                 self._save()
             if self._stop_reason():
                 return
@@ -251,7 +251,7 @@ class Trainer:
             self.log.evaluation(self.history.steps, self._epoch, metrics)
 
     def _checkpoint_due(self, evaluated: bool) -> bool:
-        if not self.writes:
+        if not self.writes or self._last_saved_step == self.history.steps:
             return False
         step, every = self.history.steps, self.config.checkpoint_every
         improved = evaluated and self.history.best is not None and self.history.best["step"] == step
