@@ -28,15 +28,22 @@ def accuracy(predicted: Tensor | Sequence, gold: Tensor | Sequence, mask: Tensor
     """The fraction of positions where ``predicted`` equals ``gold``.
 
     Args:
-        predicted: predicted labels, a tensor of any shape or a flat sequence.
+        predicted: predicted labels, a tensor of any shape, or a flat sequence of labels of any kind
+            (ids, strings such as intents).
         gold: gold labels, the same shape.
         mask: optional booleans of that shape; only True positions count (padding of a tagged batch).
     """
-    predicted, gold = torch.as_tensor(predicted), torch.as_tensor(gold)
-    if predicted.shape != gold.shape:
-        raise ValueError(f"predicted and gold must have the same shape, got {tuple(predicted.shape)} "
-                         f"and {tuple(gold.shape)}")
-    agree = predicted == gold
+    if not isinstance(predicted, Tensor) and not isinstance(gold, Tensor):
+        if len(predicted) != len(gold):
+            raise ValueError(f"predicted and gold must have the same length, got {len(predicted)} "
+                             f"and {len(gold)}")
+        agree = torch.tensor([p == g for p, g in zip(predicted, gold)], dtype=torch.bool)
+    else:
+        predicted, gold = torch.as_tensor(predicted), torch.as_tensor(gold)
+        if predicted.shape != gold.shape:
+            raise ValueError(f"predicted and gold must have the same shape, got {tuple(predicted.shape)} "
+                             f"and {tuple(gold.shape)}")
+        agree = predicted == gold
     if mask is not None:
         mask = torch.as_tensor(mask, dtype=torch.bool, device=agree.device)
         if mask.shape != agree.shape:

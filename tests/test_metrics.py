@@ -11,6 +11,8 @@ from rnnkit.metrics import accuracy, bits_per_character, bleu, chrf, chunks, per
 def test_accuracy_counts_agreeing_positions():
     assert accuracy([1, 2, 3, 4], [1, 0, 3, 0]) == 0.5
     assert accuracy(torch.tensor([[0, 1], [1, 1]]), torch.tensor([[0, 1], [1, 0]])) == 0.75
+    assert accuracy(["atis_flight", "atis_airfare", "atis_flight"],
+                    ["atis_flight", "atis_flight", "atis_flight"]) == pytest.approx(2 / 3)
 
 
 def test_accuracy_under_a_mask_ignores_padding():
@@ -21,8 +23,10 @@ def test_accuracy_under_a_mask_ignores_padding():
 
 
 def test_accuracy_rejects_mismatched_shapes_and_nothing_to_count():
-    with pytest.raises(ValueError, match=r"same shape.*\(3,\).*\(2,\)"):
+    with pytest.raises(ValueError, match="same length, got 3 and 2"):
         accuracy([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match=r"same shape, got \(3,\) and \(2,\)"):
+        accuracy(torch.tensor([1, 2, 3]), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="mask selects nothing"):
         accuracy([1, 2], [1, 2], torch.tensor([False, False]))
 

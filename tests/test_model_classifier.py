@@ -185,7 +185,8 @@ def test_classifier_rejects_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match=r"embedding_weights must have shape \(vocab_size=9, E\), got \(10, 4\)"):
         SequenceClassifier(9, 2, embedding_weights=torch.zeros(10, 4))
     tokens_model = SequenceClassifier(10, 2, embedding_dim=4, hidden_size=3)
-    with pytest.raises(ValueError, match=r"inputs must be token ids of shape \(B, T\).*torch.float32 of shape \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"inputs must be token ids of shape \(B, T\).*"
+                                         r"torch.float32 of shape \(1, 3\)"):
         tokens_model(torch.zeros(1, 3))
     features_model = SequenceClassifier(num_classes=2, input_size=3, hidden_size=3)
     with pytest.raises(ValueError, match=r"shape \(B, T, input_size=3\), got torch.float32 of shape \(1, 4, 2\)"):
@@ -231,8 +232,9 @@ def test_sst2_sentiment_beats_the_majority_class(shared_data):
                                pooling="last", dropout=0.3, padding_idx=vocabulary.pad_index)
     train_classifier(model, [list(batches(train, 32, seed)) for seed in range(3)], lr=3e-3)
     with torch.no_grad():
-        predicted = torch.cat([model(ids, lengths).argmax(-1) for ids, lengths, _ in batches(dev, 200, shuffle=False)])
-        gold = torch.cat([labels for _, _, labels in batches(dev, 200, shuffle=False)])
+        dev_batches = list(batches(dev, 200, shuffle=False))
+        predicted = torch.cat([model(ids, lengths).argmax(-1) for ids, lengths, _ in dev_batches])
+        gold = torch.cat([labels for _, _, labels in dev_batches])
     baseline = majority_accuracy([example.label for example in train], [example.label for example in dev])
     assert accuracy(predicted, gold) >= baseline + 0.08, (accuracy(predicted, gold), baseline)
 
