@@ -9,7 +9,8 @@ from rnnkit.engine import fused
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-COVERED = [("lstm", v) for v in ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "standard")] \
+COVERED = [("lstm", v) for v in ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr",
+                                   "standard")] \
     + [("gru", "standard"), ("gru", "original")]
 IDS = [f"{name}-{variant}" for name, variant in COVERED]
 TOLERANCE = {torch.float64: dict(atol=1e-10, rtol=1e-9), torch.float32: dict(atol=1e-4, rtol=1e-4)}
@@ -53,18 +54,19 @@ def test_compiled_loop_equals_the_reference(name, variant, with_lengths, bidirec
     T, B = 11, 6
     x = torch.randn(T, B, 3, dtype=dtype, generator=g)
     D = 2 * (2 if bidirectional else 1)
-    state = tuple(torch.randn(D, B, 9, dtype=dtype, generator=g) for _ in fast.state_names)
+    sizes = fast.cells[0].state_sizes()                       # (9, 9), and 27 for fgr's [i, f, o]
+    state = tuple(torch.randn(D, B, size, dtype=dtype, generator=g) for size in sizes)
     lengths = torch.tensor([11, 4, 1, 11, 7, 2]) if with_lengths else None
     out_shape = (T, B, 9 * (2 if bidirectional else 1))
-    weights = [torch.randn(out_shape, dtype=dtype, generator=g), torch.randn(D, B, 9, dtype=dtype, generator=g),
-               torch.randn(D, B, 9, dtype=dtype, generator=g)]
+    weights = [torch.randn(out_shape, dtype=dtype, generator=g),
+               *(torch.randn(D, B, size, dtype=dtype, generator=g) for size in sizes)]
     ours, our_grads = _run(fast, x, state, lengths, weights)
     theirs, their_grads = _run(reference, x, state, lengths, weights)
     for a, b in zip(ours + our_grads, theirs + their_grads):
         torch.testing.assert_close(a, b, **TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("name,variant", [("lstm", "vanilla"), ("lstm", "cifg"), ("lstm", "noaf"),
+@pytest.mark.parametrize("name,variant", [("lstm", "vanilla"), ("lstm", "cifg"), ("lstm", "noaf"), ("lstm", "fgr"),
                                           ("gru", "standard"), ("gru", "original")])
 def test_compiled_loop_passes_gradcheck(name, variant):
     fast, _ = _pair(variant, torch.float64, num_layers=1, name=name)
@@ -80,7 +82,7 @@ def test_compiled_loop_passes_gradcheck(name, variant):
 
     g = torch.Generator().manual_seed(3)
     inputs = [torch.randn(5, 3, 3, dtype=torch.float64, generator=g),
-              *(torch.randn(1, 3, 9, dtype=torch.float64, generator=g) for _ in range(n_state)),
+              *(torch.randn(1, 3, size, dtype=torch.float64, generator=g) for size in fast.cells[0].state_sizes()),
               *(p.detach().clone() for p in fast.parameters())]
     assert torch.autograd.gradcheck(outputs, [t.requires_grad_() for t in inputs])
 
@@ -98,15 +100,15 @@ def test_the_compiled_loop_is_what_auto_runs_and_only_where_it_applies(monkeypat
                                           (fused.GRUCell, fused._gru_applies, counting(fused.run_fused_gru))])
     x = torch.randn(4, 2, 3)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla")(x)
+    rnnkit.Recurrent("lstm", 3, 5, variant="fgr")(x)
     rnnkit.Recurrent("gru", 3, 5)(x)                          # before torch's GRU on the CPU
     rnnkit.GRU(3, 5, num_layers=2)(x)
     rnnkit.Recurrent("lstm", 3, 5)(x)                         # torch's oneDNN LSTM stays first ...
     rnnkit.LSTM(3, 5)(x, lengths=torch.tensor([4, 2]))        # ... but not for packed batches
-    assert calls == ["vanilla", "standard", "standard", "standard", "standard"]
+    assert calls == ["vanilla", "fgr", "standard", "standard", "standard", "standard"]
     calls.clear()
     rnnkit.Recurrent("gru", 3, 5, layer_norm=True)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", backend="reference")(x)
-    rnnkit.Recurrent("lstm", 3, 5, variant="fgr")(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", proj_size=2)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", layer_norm=True)(x)
     rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", zoneout=0.1)(x)

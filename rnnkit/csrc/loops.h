@@ -7,6 +7,7 @@
 std::vector<torch::Tensor> lstm_family_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor c0,
                                                torch::Tensor weight_hh_t, torch::Tensor bias_hh,
                                                torch::Tensor p_i, torch::Tensor p_f, torch::Tensor p_o,
+                                               torch::Tensor weight_gg_t, torch::Tensor ifo0,
                                                std::vector<int64_t> offsets, bool cifg, bool g_identity,
                                                bool h_identity, std::vector<int64_t> running);
 std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch::Tensor grad_h,
@@ -14,6 +15,7 @@ std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch:
                                                 torch::Tensor c_all, torch::Tensor c0,
                                                 torch::Tensor weight_hh, torch::Tensor p_i,
                                                 torch::Tensor p_f, torch::Tensor p_o,
+                                                torch::Tensor weight_gg, torch::Tensor grad_ifo,
                                                 std::vector<int64_t> offsets, bool cifg, bool g_identity,
                                                 bool h_identity, std::vector<int64_t> running);
 std::vector<torch::Tensor> gru_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor weight_hh_t,

@@ -11,7 +11,7 @@ The extension is built when the package is installed (``setup.py``). Where it is
 checkout that was never built, a platform without a compiler at install time) the engine warns once
 and runs the Python hand BPTT, which computes the same thing.
 
-Cells covered: ``lstm`` in every variant except ``fgr``, without ``proj_size`` or ``layer_norm``;
+Cells covered: ``lstm`` in every variant (``fgr`` with its extra per-step product), without ``proj_size`` or ``layer_norm``;
 ``gru`` in both variants, without ``layer_norm``; the scan of ``mingru`` and ``minlstm``
 (``minimal_scan``, called from ``rnnkit.engine.scan.gated_scan``).
 """
@@ -92,53 +92,62 @@ def lstm_layout(cell) -> dict:
 
 
 def run_fused_lstm(cell, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State]:
-    """Outputs (T, B, H) and the final (h, c), through the compiled loop, with its backward."""
+    """Outputs (T, B, H) and the final (h, c) ((h, c, ifo) for ``fgr``), through the compiled loop,
+    with its backward."""
     peepholes = [p.get(f"peephole_{g}") for g in "ifo"]
-    bias = p.get("bias_hh")
-    tensors = [p["weight_hh"], bias, *peepholes]
+    tensors = [p["weight_hh"], p.get("bias_hh"), *peepholes, p.get("weight_gg")]
     present = [t is not None for t in tensors]
-    result = _FusedLSTM.apply(lstm_layout(cell), valid, present, u, state[0], state[1],
+    ifo0 = state[2] if cell.variant == "fgr" else None
+    result = _FusedLSTM.apply(lstm_layout(cell), valid, present, u, state[0], state[1], ifo0,
                               *(t for t in tensors if t is not None))
-    return result[0], (result[1], result[2])
+    return result[0], tuple(result[1:]) if ifo0 is not None else (result[1], result[2])
 
 
 class _FusedLSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, layout, valid, present, u, h0, c0, *tensors):
-        weight_hh, bias_hh, p_i, p_f, p_o = _unpack(present, tensors)
+    def forward(ctx, layout, valid, present, u, h0, c0, ifo0, *tensors):
+        weight_hh, bias_hh, p_i, p_f, p_o, weight_gg = _unpack(present, tensors)
         T, B, _ = u.shape
         order = _BatchOrder(valid, T, B)
         u_sorted, h0_sorted, c0_sorted = order.sort(u, 1), order.sort(h0, 0), order.sort(c0, 0)
-        h_all, c_all, gates, h_final, c_final = _kernels.lstm_family_forward(
+        ifo0_sorted = order.sort(ifo0, 0).contiguous() if ifo0 is not None else u.new_empty(0)
+        h_all, c_all, gates, h_final, c_final, ifo_final = _kernels.lstm_family_forward(
             u_sorted.contiguous(), h0_sorted.contiguous(), c0_sorted.contiguous(),
             weight_hh.t().contiguous(), _or_empty(bias_hh, u), _or_empty(p_i, u), _or_empty(p_f, u),
-            _or_empty(p_o, u), layout["offsets"], layout["cifg"], layout["g_identity"],
-            layout["h_identity"], order.running)
+            _or_empty(p_o, u), weight_gg.t().contiguous() if weight_gg is not None else u.new_empty(0),
+            ifo0_sorted, layout["offsets"], layout["cifg"], layout["g_identity"], layout["h_identity"],
+            order.running)
         ctx.layout, ctx.order, ctx.present = layout, order, present
-        ctx.save_for_backward(h_all, c_all, gates, h0_sorted, c0_sorted, *tensors)
-        return order.unsort(h_all, 1), order.unsort(h_final, 0), order.unsort(c_final, 0)
+        ctx.save_for_backward(h_all, c_all, gates, h0_sorted, c0_sorted, ifo0_sorted, *tensors)
+        outputs = (order.unsort(h_all, 1), order.unsort(h_final, 0), order.unsort(c_final, 0))
+        return outputs + (order.unsort(ifo_final, 0),) if ifo0 is not None else outputs
 
     @staticmethod
-    def backward(ctx, grad_h_all, grad_h, grad_c):
-        h_all, c_all, gates, h0, c0, *tensors = ctx.saved_tensors
-        weight_hh, bias_hh, p_i, p_f, p_o = _unpack(ctx.present, tensors)
+    def backward(ctx, grad_h_all, grad_h, grad_c, grad_ifo=None):
+        h_all, c_all, gates, h0, c0, ifo0, *tensors = ctx.saved_tensors
+        weight_hh, bias_hh, p_i, p_f, p_o, weight_gg = _unpack(ctx.present, tensors)
         order, layout = ctx.order, ctx.layout
-        d_a, dh0, dc0 = _kernels.lstm_family_backward(
+        fgr = weight_gg is not None
+        d_a, dh0, dc0, d_ifo0 = _kernels.lstm_family_backward(
             order.sort(grad_h_all, 1).contiguous(), order.sort(grad_h, 0).contiguous(),
             order.sort(grad_c, 0).contiguous(), gates, c_all, c0, weight_hh.contiguous(),
-            _or_empty(p_i, gates), _or_empty(p_f, gates), _or_empty(p_o, gates), layout["offsets"],
+            _or_empty(p_i, gates), _or_empty(p_f, gates), _or_empty(p_o, gates),
+            weight_gg.contiguous() if fgr else gates.new_empty(0),
+            order.sort(grad_ifo, 0).contiguous() if fgr else gates.new_empty(0), layout["offsets"],
             layout["cifg"], layout["g_identity"], layout["h_identity"], order.running)
         # Once per sequence: dU = Σ δa h_{t−1}ᵀ over all rows, db = Σ δa, dp = Σ δa_gate ⊙ c.
         grads = [summed_outer(d_a, previous_steps(h_all, h0)), summed(d_a) if bias_hh is not None else None]
         H = h0.shape[-1]
+        blocks = {g: slice(k * H, (k + 1) * H) for g, k in zip("ifgo", layout["offsets"]) if k >= 0}
         c_prev = previous_steps(c_all, c0)                                      # (T, B, H)
-        for k, (peephole, c_seen) in enumerate(zip((p_i, p_f, p_o), (c_prev, c_prev, c_all))):
-            if peephole is not None:
-                block = layout["offsets"]["ifgo".index("ifo"[k])] * H
-                grads.append(summed(d_a[..., block:block + H] * c_seen))
-            else:
-                grads.append(None)
+        for gate, peephole, c_seen in zip("ifo", (p_i, p_f, p_o), (c_prev, c_prev, c_all)):
+            grads.append(summed(d_a[..., blocks[gate]] * c_seen) if peephole is not None else None)
+        if fgr:                                            # dW_gg = Σ δ[a_i, a_f, a_o] ifo_{t−1}ᵀ
+            ifo_all = torch.cat([gates[..., blocks[g]] for g in "ifo"], dim=-1)   # (T, B, 3H)
+            d_ifo_pre = torch.cat([d_a[..., blocks[g]] for g in "ifo"], dim=-1)   # (T, B, 3H)
+            grads.append(summed_outer(d_ifo_pre, previous_steps(ifo_all, ifo0)))
         return (None, None, None, order.unsort(d_a, 1), order.unsort(dh0, 0), order.unsort(dc0, 0),
+                order.unsort(d_ifo0, 0) if fgr else None,
                 *(g for g, there in zip(grads, ctx.present) if there))
 
 
@@ -219,7 +228,7 @@ class _FusedMinimal(torch.autograd.Function):
 
 
 def _lstm_applies(cell: LSTMCell) -> bool:
-    return cell.variant != "fgr" and not cell.proj_size and not cell.layer_norm
+    return not cell.proj_size and not cell.layer_norm
 
 
 def _gru_applies(cell: GRUCell) -> bool:
