@@ -265,12 +265,6 @@ def most_frequent_tag_per_word(train_pairs, words, fallback):
             for sentence in words]
 
 
-def fraction_equal(predicted, gold):
-    """Accuracy over label strings (rnnkit.metrics.accuracy takes tensors of ids)."""
-    assert len(predicted) == len(gold)
-    return sum(p == g for p, g in zip(predicted, gold)) / len(gold)
-
-
 def char_tensors(sentences, char_vocab):
     """(B, T, W) character ids and (B, T) character counts of the words of each sentence."""
     all_words = [word for sentence in sentences for word in sentence]
@@ -325,11 +319,11 @@ def test_upos_tagger_with_character_features_beats_the_most_frequent_tag_of_each
     majority_tag = collections.Counter(t for s in train_sentences for t in s.tags).most_common(1)[0][0]
     baseline = most_frequent_tag_per_word([(s.words, s.tags) for s in train_sentences],
                                           [s.words for s in dev_sentences], majority_tag)
-    accuracy = fraction_equal(predicted, gold)
-    baseline_accuracy = fraction_equal([t for sentence in baseline for t in sentence], gold)
+    accuracy = metrics.accuracy(predicted, gold)
+    baseline_accuracy = metrics.accuracy([t for sentence in baseline for t in sentence], gold)
     print(f"UPOS dev accuracy {accuracy:.4f}; most frequent tag per word {baseline_accuracy:.4f}")
     assert accuracy > baseline_accuracy + 0.02
-    assert accuracy > fraction_equal([majority_tag] * len(gold), gold) + 0.5
+    assert accuracy > metrics.accuracy([majority_tag] * len(gold), gold) + 0.5
 
 
 @pytest.mark.slow
@@ -362,9 +356,9 @@ def test_joint_crf_slot_filler_beats_the_most_frequent_tag_and_the_majority_inte
                                           [u.words for u in test_utterances], "O")
     baseline_f1 = metrics.span_f1(baseline, gold_tags)["f1"]
     gold_intents = [u.intent for u in test_utterances]
-    intent_accuracy = fraction_equal(intent_vocab.decode(intents), gold_intents)
+    intent_accuracy = metrics.accuracy(intent_vocab.decode(intents), gold_intents)
     majority_intent = collections.Counter(u.intent for u in train_utterances).most_common(1)[0][0]
-    majority_accuracy = fraction_equal([majority_intent] * len(gold_intents), gold_intents)
+    majority_accuracy = metrics.accuracy([majority_intent] * len(gold_intents), gold_intents)
     print(f"ATIS slot F1 {slot_f1:.4f} (most frequent tag per word {baseline_f1:.4f}); "
           f"intent accuracy {intent_accuracy:.4f} (majority {majority_accuracy:.4f})")
     assert slot_f1 > baseline_f1 + 0.15
