@@ -207,6 +207,18 @@ def test_logs_have_their_columns_curves_and_tensorboard_events(tmp_path):
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
 
 
+def test_progress_bar_shows_loss_metric_and_throughput_only_on_a_terminal(capsys, monkeypatch):
+    def fit():
+        Trainer(model_with_seed(0), RegressionTask(), progress=True, tensorboard=False, max_steps=2, log_every=1,
+                eval_every=1).fit(adding_batches(2), adding_batches(1))
+    fit()
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    fit()
+    shown = capsys.readouterr().err
+    assert "2/2" in shown and "loss=" in shown and "mse=" in shown and "examples/s=" in shown, shown
+
+
 def test_callable_batches_receive_the_epoch():
     asked = []
 
@@ -234,6 +246,12 @@ def test_bad_inputs_are_refused_clearly():
             return loss, {"tokens": 3}
     with pytest.raises(ValueError, match=r"counts\['examples'\]"):
         Trainer(AddingModel(), NoCounts(), **quiet()).fit(adding_batches(1))
+
+
+def test_a_fresh_run_refuses_an_out_dir_that_holds_a_run(tmp_path):
+    Trainer(model_with_seed(0), RegressionTask(), **quiet(max_steps=1, out_dir=str(tmp_path))).fit(adding_batches(1))
+    with pytest.raises(FileExistsError, match="already holds the checkpoints of a run; pass resume=True"):
+        Trainer(model_with_seed(0), RegressionTask(), **quiet(max_steps=1, out_dir=str(tmp_path))).fit(adding_batches(1))
 
 
 def test_deterministic_mode_is_switched_off_again_after_fit():

@@ -253,7 +253,8 @@ def fsync_directory(path: str | PathLike) -> None:
 # ---- reading and verifying ---------------------------------------------------------------------
 
 def _read_verified(path: Path, listed: Any) -> bytes:
-    if not (isinstance(listed, dict) and isinstance(listed.get("bytes"), int) and isinstance(listed.get("sha256"), str)):
+    if not (isinstance(listed, dict) and isinstance(listed.get("bytes"), int)
+            and isinstance(listed.get("sha256"), str)):
         raise CheckpointError(path.parent / MANIFEST, f"has no size and SHA-256 for {path.name}")
     if not path.is_file():
         raise CheckpointError(path, "is missing, though the manifest lists it")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from ..learning.clipping import GradientClipper, weight_decay_groups
-from .checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, mark_best, prune_checkpoints,
-                         save_checkpoint)
+from .checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint, mark_best,
+                         prune_checkpoints, save_checkpoint)
 from .config import TrainConfig, check_keys
 from .distributed import DistributedContext, unwrap
 from .logging import RunLog, plot_curves
@@ -98,7 +99,7 @@ class Trainer:
         self.context = DistributedContext.from_environment()
         device = self.config.device or self.context.default_device()
         self.model = model.to(device) if device is not None else model
-        self.device = next(self.model.parameters()).device
+        self.device = next(self.model.parameters(), torch.empty(0)).device
         self.optimizer = _make_optimizer(self.model, self.config)
         self.clipper = GradientClipper(max_norm=self.config.clip_norm)
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir is not None else None
@@ -120,9 +121,14 @@ class Trainer:
         if dev_batches is not None:
             _check_reiterable("dev_batches", dev_batches, allow_callable=False)
         config = self.config
+        if self.writes and not config.resume and list_checkpoints(self.out_dir / CHECKPOINTS_DIR):
+            raise FileExistsError(f"{self.out_dir}: out_dir already holds the checkpoints of a run; pass "
+                                  "resume=True to continue it, or choose another out_dir")
         previous_determinism = torch.are_deterministic_algorithms_enabled()
         seed_everything(config.seed)
         if config.deterministic:
+            if torch.cuda.is_available():      # cuBLAS is deterministic only with a fixed workspace
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         self.schedule = LearningRateSchedule(
             self.optimizer, config.schedule, warmup_steps=config.warmup_steps,
@@ -213,7 +219,8 @@ class Trainer:
         self.bar.update(1)
 
     def _postfix(self, row: dict) -> dict:
-        postfix = {"loss": f"{row['loss']:.4g}", f"{self.task.loss_unit}/s": f"{row[f'{self.task.loss_unit}_per_s']:.0f}"}
+        unit = self.task.loss_unit
+        postfix = {"loss": f"{row['loss']:.4g}", f"{unit}/s": f"{row[f'{unit}_per_s']:.0f}"}
         if self.history.evaluations:
             postfix[self.task.metric] = f"{self.history.evaluations[-1][self.task.metric]:.4g}"
         return postfix
