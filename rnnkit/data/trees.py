@@ -1,7 +1,8 @@
 """Bracketed trees with a label on every node (PTB style), as in the Stanford Sentiment Treebank.
 
-One tree per line (a word never holds ASCII whitespace or brackets), for example ``(3 (2 (2 The) (2 Rock)) (4 (2 is) (4 great)))``: a node is
-``(LABEL WORD)`` (a leaf) or ``(LABEL CHILD CHILD ...)``. Socher et al. 2013, "Recursive Deep Models
+One tree per line, for example ``(3 (2 (2 The) (2 Rock)) (4 (2 is) (4 great)))``: a node is
+``(LABEL WORD)`` (a leaf) or ``(LABEL CHILD CHILD ...)``; a word holds no ASCII whitespace and no
+bracket (PTB writes them -LRB- -RRB-). Socher et al. 2013, "Recursive Deep Models
 for Semantic Compositionality Over a Sentiment Treebank": labels 0-4, the root's label is the
 sentence's. The SST release is binary already (every internal node has two children);
 ``binarize`` makes any other tree so.
