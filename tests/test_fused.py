@@ -162,3 +162,17 @@ def test_compiled_minimal_scan_equals_the_python_scan_and_the_step(name, dtype, 
     for a, b, c in zip(compiled, python_scan, step):
         torch.testing.assert_close(a, b, **TOLERANCE[dtype])
         torch.testing.assert_close(a, c, **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("name,variant", [("lstm", "vanilla"), ("lstm", "fgr"), ("gru", "standard"),
+                                          ("gru", "original")])
+def test_streaming_one_step_per_call_equals_the_whole_sequence(name, variant):
+    """Short calls take the per-step products on the weight's transposed view, long ones on a copy."""
+    fast, _ = _pair(variant, torch.float64, name=name)
+    x = torch.randn(12, 2, 3, dtype=torch.float64)
+    whole, _ = fast(x)
+    state, steps = None, []
+    for x_t in x.split(1):
+        y_t, state = fast(x_t, state)
+        steps.append(y_t)
+    torch.testing.assert_close(torch.cat(steps), whole, atol=1e-12, rtol=0)

@@ -113,8 +113,8 @@ class _FusedLSTM(torch.autograd.Function):
         ifo0_sorted = order.sort(ifo0, 0).contiguous() if ifo0 is not None else u.new_empty(0)
         h_all, c_all, gates, h_final, c_final, ifo_final = _kernels.lstm_family_forward(
             u_sorted.contiguous(), h0_sorted.contiguous(), c0_sorted.contiguous(),
-            weight_hh.t().contiguous(), _or_empty(bias_hh, u), _or_empty(p_i, u), _or_empty(p_f, u),
-            _or_empty(p_o, u), weight_gg.t().contiguous() if weight_gg is not None else u.new_empty(0),
+            _transposed(weight_hh, T), _or_empty(bias_hh, u), _or_empty(p_i, u), _or_empty(p_f, u),
+            _or_empty(p_o, u), _transposed(weight_gg, T) if weight_gg is not None else u.new_empty(0),
             ifo0_sorted, layout["offsets"], layout["cifg"], layout["g_identity"], layout["h_identity"],
             order.running)
         ctx.layout, ctx.order, ctx.present = layout, order, present
@@ -156,6 +156,13 @@ def _unpack(present: list[bool], tensors) -> list[Tensor | None]:
     return [next(found) if there else None for there in present]
 
 
+def _transposed(weight: Tensor, steps: int) -> Tensor:
+    """weightᵀ for the per-step products: as a contiguous copy for a sequence (on it the products
+    measured 1.2–2.4× faster than on the transposed view), as the view for a few steps (a streaming
+    call of one step would otherwise copy the whole matrix to use it once)."""
+    return weight.t().contiguous() if steps >= 8 else weight.t()
+
+
 def _or_empty(t: Tensor | None, like: Tensor) -> Tensor:
     return t.contiguous() if t is not None else like.new_empty(0)
 
@@ -176,7 +183,7 @@ class _FusedGRU(torch.autograd.Function):
         order = _BatchOrder(valid, T, B)
         h0_sorted = order.sort(h0, 0).contiguous()
         h_all, gates, saved, h_final = _kernels.gru_forward(
-            order.sort(u, 1).contiguous(), h0_sorted, weight_hh.t().contiguous(),
+            order.sort(u, 1).contiguous(), h0_sorted, _transposed(weight_hh, T),
             _or_empty(bias_hh, u), original, order.running)
         ctx.original, ctx.order, ctx.has_bias = original, order, bias_hh is not None
         ctx.save_for_backward(h_all, gates, saved, h0_sorted, weight_hh)
