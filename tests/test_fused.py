@@ -176,3 +176,9 @@ def test_streaming_one_step_per_call_equals_the_whole_sequence(name, variant):
         y_t, state = fast(x_t, state)
         steps.append(y_t)
     torch.testing.assert_close(torch.cat(steps), whole, atol=1e-12, rtol=0)
+    with torch.no_grad():                                     # the forward alone, without autograd
+        state, steps = None, []
+        for x_t in x.split(1):
+            y_t, state = fast(x_t, state)
+            steps.append(y_t)
+    torch.testing.assert_close(torch.cat(steps), whole.detach(), atol=1e-12, rtol=0)

@@ -98,7 +98,7 @@ def run_fused_lstm(cell, p: Params, u: Tensor, state: State, valid: Tensor | Non
     tensors = [p["weight_hh"], p.get("bias_hh"), *peepholes, p.get("weight_gg")]
     present = [t is not None for t in tensors]
     ifo0 = state[2] if cell.variant == "fgr" else None
-    result = _FusedLSTM.apply(lstm_layout(cell), valid, present, u, state[0], state[1], ifo0,
+    result = _apply(_FusedLSTM, lstm_layout(cell), valid, present, u, state[0], state[1], ifo0,
                               *(t for t in tensors if t is not None))
     return result[0], tuple(result[1:]) if ifo0 is not None else (result[1], result[2])
 
@@ -151,6 +151,21 @@ class _FusedLSTM(torch.autograd.Function):
                 *(g for g, there in zip(grads, ctx.present) if there))
 
 
+def _apply(function: type[torch.autograd.Function], *args):
+    """``function.apply(*args)``, or, where no gradient will be asked for (inference, streaming), its
+    forward alone: autograd's bookkeeping costs more than a one-step loop at batch 1."""
+    if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        return function.apply(*args)
+    return function.forward(_NoGradientContext(), *args)
+
+
+class _NoGradientContext:
+    """Stands in for autograd's ctx when only the forward runs: attributes are kept, nothing is saved."""
+
+    def save_for_backward(self, *tensors) -> None:
+        pass
+
+
 def _unpack(present: list[bool], tensors) -> list[Tensor | None]:
     found = iter(tensors)
     return [next(found) if there else None for there in present]
@@ -172,7 +187,7 @@ def run_fused_gru(cell, p: Params, u: Tensor, state: State, valid: Tensor | None
     """Outputs (T, B, H) and the final (h,), through the compiled loop, with its backward."""
     bias = p.get("bias_hh")
     tensors = (p["weight_hh"],) if bias is None else (p["weight_hh"], bias)
-    outputs, final = _FusedGRU.apply(cell.variant == "original", valid, u, state[0], *tensors)
+    outputs, final = _apply(_FusedGRU, cell.variant == "original", valid, u, state[0], *tensors)
     return outputs, (final,)
 
 
@@ -215,7 +230,7 @@ def minimal_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None) -> Tensor | 
     if lstm is None or not _compiled_for(u):
         return None
     lengths = valid.sum(0).to("cpu", torch.int64) if valid is not None else u.new_empty(0, dtype=torch.int64)
-    return _FusedMinimal.apply(lstm, lengths, u, h0)
+    return _apply(_FusedMinimal, lstm, lengths, u, h0)
 
 
 class _FusedMinimal(torch.autograd.Function):
