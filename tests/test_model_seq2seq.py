@@ -1,11 +1,12 @@
 """Seq2Seq and its decoding: the equations against torch.nn, padding changes nothing, teacher forcing
 equals stepping by hand, beam search against greedy search and against exhaustive enumeration."""
+import collections
 import itertools
 import math
+import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rnnkit.cells import available
@@ -288,3 +289,105 @@ def test_decoding_restores_training_mode_and_checks_its_arguments():
         beam_search(model, source, source_lengths, beam_size=0, max_length=3)
     with pytest.raises(ValueError, match="max_length must be a positive int"):
         greedy_decode(model, source, source_lengths, max_length=0)
+
+
+# ----- the model learns --------------------------------------------------------------------------
+def train(model, batches, epochs, lr):
+    """Adam over (source, lengths, target_in, target_out) batches, gradients clipped at norm 1."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for epoch in range(epochs):
+        model.train()
+        for source, source_lengths, target_in, target_out in batches(epoch):
+            logits, _ = model(source, source_lengths, target_in)
+            loss = model.loss(logits, target_out)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+    return model.eval()
+
+
+def reversal_examples(count, generator, vocab=12, max_length=7):
+    """Random sequences over ids 4..vocab-1 (past the specials) of lengths 3..max_length, reversed."""
+    lengths = torch.randint(3, max_length + 1, (count,), generator=generator)
+    source = torch.randint(4, vocab, (count, max_length), generator=generator)
+    source[torch.arange(max_length) >= lengths.unsqueeze(1)] = PAD
+    reversed_ = [row[:n].flip(0).tolist() for row, n in zip(source, lengths.tolist())]
+    target_in = torch.full((count, max_length + 1), PAD)
+    target_out = torch.full((count, max_length + 1), PAD)
+    for i, tokens in enumerate(reversed_):
+        target_in[i, :len(tokens) + 1] = torch.tensor([BOS] + tokens)
+        target_out[i, :len(tokens) + 1] = torch.tensor(tokens + [EOS])
+    return source, lengths, target_in, target_out, reversed_
+
+
+@pytest.mark.slow
+def test_attention_learns_to_reverse_sequences_and_looks_at_the_mirrored_token():
+    generator = torch.Generator().manual_seed(0)
+    train_set, dev_set = reversal_examples(1600, generator), reversal_examples(200, generator)
+    torch.manual_seed(0)
+    model = Seq2Seq(12, 12, 16, 32, "gru", attention="luong-general", bos_index=BOS, eos_index=EOS)
+
+    def batches(epoch):
+        order = torch.randperm(1600, generator=torch.Generator().manual_seed(epoch))
+        return [tuple(t[order[i:i + 64]] for t in train_set[:4]) for i in range(0, 1600, 64)]
+
+    train(model, batches, epochs=6, lr=0.01)
+    source, lengths, _, _, expected = dev_set
+    hypotheses = greedy_decode(model, source, lengths, max_length=9)
+    exact = sum(h.tokens == e for h, e in zip(hypotheses, expected)) / len(expected)
+    mirrored = [int(h.attention[t].argmax()) == len(e) - 1 - t
+                for h, e in zip(hypotheses, expected) for t in range(min(len(h.tokens), len(e)))]
+    assert exact >= 0.8             # measured 0.925 (seeds 1, 2: 0.98, 0.91); attention="none": 0.41
+    # the attention peaks on the mirrored source token at 978 of ~1,000 steps
+    assert sum(mirrored) / len(mirrored) >= 0.8
+
+
+@pytest.mark.slow
+def test_translation_beats_a_unigram_model_on_held_out_tatoeba(shared_data):
+    """English → French on the first 3,000 (short) Tatoeba pairs, 300 held out: the dev perplexity
+    of a small GRU with attention after 3 epochs against the add-one unigram model of the training
+    targets (EOS included in both, unknown dev words mapped to <unk> in both)."""
+    from rnnkit.data.batching import bucket_batches, pad_batch
+    from rnnkit.data.parallel import iter_pair_tsv
+    from rnnkit.data.vocab import BOS as BOS_SYMBOL, EOS as EOS_SYMBOL, PAD as PAD_SYMBOL, UNK as UNK_SYMBOL
+    from rnnkit.data.vocab import Vocabulary
+    from rnnkit.metrics import perplexity
+
+    path = shared_data("tatoeba_fra_eng/fra.txt.gz")
+    pairs = list(itertools.islice(iter_pair_tsv(path, lowercase=True), 3000))
+    random.Random(0).shuffle(pairs)
+    dev, training = pairs[:300], pairs[300:]
+    source_vocab = Vocabulary.build(pair.source for pair in training)
+    target_vocab = Vocabulary.build((pair.target for pair in training),
+                                    specials=(PAD_SYMBOL, UNK_SYMBOL, BOS_SYMBOL, EOS_SYMBOL))
+    bos, eos = target_vocab.index[BOS_SYMBOL], target_vocab.index[EOS_SYMBOL]
+
+    def tensors(chunk):
+        source, source_lengths = pad_batch([source_vocab.encode(p.source) for p in chunk], PAD)
+        targets = [target_vocab.encode(p.target) for p in chunk]
+        target_in, _ = pad_batch([[bos] + t for t in targets], PAD)
+        target_out, _ = pad_batch([t + [eos] for t in targets], PAD)
+        return source, source_lengths, target_in, target_out
+
+    def batches(epoch):
+        indices = bucket_batches([len(p.source) for p in training], 64, seed=epoch)
+        return [tensors([training[i] for i in batch]) for batch in indices]
+
+    torch.manual_seed(0)
+    model = Seq2Seq(len(source_vocab), len(target_vocab), 32, 64, "gru", attention="bahdanau",
+                    bos_index=bos, eos_index=eos, padding_idx=PAD)
+    train(model, batches, epochs=3, lr=0.01)
+    source, source_lengths, target_in, target_out = tensors(dev)
+    with torch.no_grad():
+        total = model.loss(model(source, source_lengths, target_in)[0], target_out, reduction="sum")
+    count = int((target_out != PAD).sum())
+    model_perplexity = perplexity(total, count)
+
+    counts = collections.Counter(t for p in training for t in target_vocab.encode(p.target) + [eos])
+    seen, choices = sum(counts.values()), len(target_vocab) - 2            # every id but PAD and BOS
+    unigram_nll = -sum(math.log((counts[t] + 1) / (seen + choices))
+                       for p in dev for t in target_vocab.encode(p.target) + [eos])
+    unigram_perplexity = perplexity(unigram_nll, count)
+    # measured: 23 against 118
+    assert model_perplexity < unigram_perplexity / 3, (model_perplexity, unigram_perplexity)
