@@ -1,0 +1,132 @@
+"""Train, load, evaluate and predict with any recipe: what `rnnkit train/evaluate/predict` call.
+
+A trained model lives in a run directory (``--out``): ``checkpoints/step-N/`` (safetensors weights,
+JSON configuration and vocabularies, a SHA-256 manifest; ``rnnkit.train.checkpoint``),
+``checkpoints/best.json``, ``train.csv``, ``eval.csv``, ``curves.png``. ``load_run`` rebuilds the model
+from the best checkpoint (the last one where there was no dev set) without executing anything read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from ..train import History, Trainer, TrainConfig
+from ..train.checkpoint import CheckpointError, best_checkpoint, latest_checkpoint, load_checkpoint
+from ..train.trainer import CHECKPOINTS_DIR
+from .base import Recipe, RecipeState, data_options_for, get_recipe, model_options_for
+
+
+@dataclass
+class TrainedRun:
+    """A model rebuilt from a run directory, with what it needs to read and write data."""
+
+    recipe: Recipe
+    model: nn.Module
+    state: RecipeState
+    checkpoint: Path
+
+
+def train(task: str, train_path: str, dev_path: str | None, train_config: TrainConfig, *,
+          model_options: dict[str, Any] | None = None, data_options: dict[str, Any] | None = None,
+          batch_size: int = 32, echo=print) -> tuple[TrainedRun, History]:
+    """Read the files, build the vocabularies and the model, train; return the run and its history.
+
+    ``train_config.resume`` continues the run in ``train_config.out_dir`` with the vocabularies and
+    options it was started with (the ones given here must then agree or be omitted)."""
+    recipe = get_recipe(task)
+    state = _resumed_state(train_config, recipe)
+    if state is None:
+        data_options = data_options_for(recipe, data_options)
+        model_options = model_options_for(recipe, model_options)
+        train_records = recipe.read(train_path, data_options)
+        if not train_records:
+            raise ValueError(f"{train_path}: holds no training examples")
+        state = RecipeState(recipe.name, model_options, data_options,
+                            recipe.build_vocabularies(train_records, data_options))
+    else:
+        train_records = recipe.read(train_path, state.data_options)
+    dev_records = recipe.read(dev_path, state.data_options) if dev_path else None
+    torch.manual_seed(train_config.seed)
+    model = recipe.build_model(state.model_options, state.vocabularies)
+    echo(f"{recipe.name}: {len(train_records)} training examples"
+         + (f", {len(dev_records)} dev examples" if dev_records is not None else "")
+         + f"; {sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters")
+
+    def train_batches(epoch: int) -> list[Any]:
+        return recipe.batches(train_records, state.vocabularies, batch_size, shuffle=True,
+                              seed=train_config.seed + epoch)
+
+    dev_batches = (recipe.batches(dev_records, state.vocabularies, batch_size, shuffle=False, seed=0)
+                   if dev_records else None)
+    trainer = Trainer(model, recipe.task(state.vocabularies, state.model_options), train_config,
+                      extra=state.to_dict())
+    history = trainer.fit(train_batches, dev_batches)
+    run = load_run(train_config.out_dir) if train_config.out_dir else TrainedRun(recipe, model, state, Path())
+    return run, history
+
+
+def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
+    """The model of a run directory (or of one checkpoint directory): ``which`` = ``"best"`` (the best
+    dev metric; the last checkpoint where there was none) or ``"last"``."""
+    path = _checkpoint_of(Path(run_dir), which)
+    checkpoint = load_checkpoint(path)
+    state = RecipeState.from_dict(checkpoint.extra, str(path / "extra.json"))
+    recipe = get_recipe(state.recipe)
+    model = recipe.build_model(state.model_options, state.vocabularies)
+    try:
+        checkpoint.restore(model)
+    except RuntimeError as error:
+        raise CheckpointError(path / "model.safetensors",
+                              f"does not fit the {recipe.name} model it describes ({error})") from None
+    model.eval()
+    return TrainedRun(recipe, model, state, path)
+
+
+def evaluate(run: TrainedRun, test_path: str, batch_size: int = 64) -> dict[str, float]:
+    """The recipe's metrics of the run's model on a test file."""
+    records = run.recipe.read(test_path, run.state.data_options)
+    if not records:
+        raise ValueError(f"{test_path}: holds no examples to evaluate on")
+    batches = run.recipe.batches(records, run.state.vocabularies, batch_size, shuffle=False, seed=0)
+    task = run.recipe.task(run.state.vocabularies, run.state.model_options)
+    run.model.eval()
+    with torch.no_grad():
+        return task.evaluate(run.model, batches)
+
+
+def predict(run: TrainedRun, lines: Iterable[str]) -> Iterator[str]:
+    """One output line per input line (labels, tags, translations, forecasts)."""
+    run.model.eval()
+    with torch.no_grad():
+        yield from run.recipe.predict(run.model, run.state.vocabularies, run.state.model_options, lines)
+
+
+def _checkpoint_of(run_dir: Path, which: str) -> Path:
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    if (run_dir / "manifest.json").is_file():              # a checkpoint directory itself
+        return run_dir
+    root = run_dir / CHECKPOINTS_DIR
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    found = (best_checkpoint(root) if which == "best" else None) or latest_checkpoint(root)
+    if found is None:
+        raise CheckpointError(run_dir, "holds no trained model (no complete checkpoint under "
+                                       f"{CHECKPOINTS_DIR}/); train one with `rnnkit train --out {run_dir}`")
+    return found
+
+
+def _resumed_state(config: TrainConfig, recipe: Recipe) -> RecipeState | None:
+    if not config.resume or config.out_dir is None:
+        return None
+    last = latest_checkpoint(Path(config.out_dir) / CHECKPOINTS_DIR)
+    if last is None:
+        return None
+    state = RecipeState.from_dict(load_checkpoint(last).extra, str(last / "extra.json"))
+    if state.recipe != recipe.name:
+        raise ValueError(f"{config.out_dir}: holds a {state.recipe!r} run, not {recipe.name!r}")
+    return state
