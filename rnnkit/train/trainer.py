@@ -112,6 +112,8 @@ class Trainer:
         self._last_saved_step: int | None = None
         self.wrapped: nn.Module = self.model           # in DistributedDataParallel during fit, when distributed
         self.log: RunLog | None = None
+        self.bar = None                 # the progress bar during fit
+        self.started = time.monotonic()
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -270,9 +272,14 @@ class Trainer:
             history.stop_reason = "early_stopping"
         elif config.max_steps is not None and history.steps >= config.max_steps:
             history.stop_reason = "max_steps"
-        elif config.max_minutes is not None and time.monotonic() - self.started >= 60 * config.max_minutes:
+        elif config.max_minutes is not None and self._out_of_time():
             history.stop_reason = "max_minutes"
         return history.stop_reason
+
+    def _out_of_time(self) -> bool:
+        out = time.monotonic() - self.started >= 60 * self.config.max_minutes
+        # the processes' clocks differ: all stop when one is out of time, or the others would wait forever
+        return self.context.sum([float(out)])[0] > 0
 
     def _save(self) -> None:
         root = self.out_dir / CHECKPOINTS_DIR
