@@ -6,12 +6,16 @@ from .layers import GRU, LSTM, RNN, EchoStateNetwork, Recurrent
 
 __version__ = "0.1.0"
 __all__ = ["cells", "Recurrent", "RNN", "LSTM", "GRU", "EchoStateNetwork", "learning", "diagnose",
-           "tasks", "__version__"]
+           "tasks", "models", "data", "metrics", "train", "recipes", "Trainer", "TrainConfig", "__version__"]
 
-_LAZY = ("learning", "diagnose", "tasks")   # imported on first use (diagnose brings matplotlib)
+# imported on first use (diagnose brings matplotlib, train tensorboard)
+_LAZY = ("learning", "diagnose", "tasks", "models", "data", "metrics", "train", "recipes")
+_LAZY_NAMES = {"Trainer": "train", "TrainConfig": "train"}
 
 
 def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
