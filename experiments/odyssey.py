@@ -1,0 +1,253 @@
+"""Study 2: the LSTM search-space odyssey (Greff et al. 2017), in small.
+
+    python experiments/odyssey.py [--budget 150] [--smoke] [--trials 5] [--text PATH]
+
+Vanilla LSTM (peepholes, Greff et al.'s reference) and its eight variants, each changing one thing
+(``rnnkit.cells.lstm.VARIANTS``): NIG no input gate, NFG no forget gate, NOG no output gate, NIAF
+no input activation, NOAF no output activation, NP no peepholes, CIFG coupled input and forget
+gate, FGR full gate recurrence. Two tasks:
+
+* a character language model on an excerpt of tinyshakespeare (``--text``; skipped, with a message,
+  when the file is absent): validation bits per character after training;
+* the adding problem at T = 100 (study 1's setting): test MSE.
+
+Each variant runs the same ``--trials`` random draws of (learning rate, hidden size, seed), a small
+random search as in the paper (log-uniform learning rate); the budget is shared equally among all
+runs. Writes a box plot (one box per variant and task) and a table of medians, and compares the
+ordering with the paper's conclusions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import adding
+from common import Clock, fmt, figure_path, markdown_table, parse_args, report, seed_everything, train_for
+from rnnkit.cells.lstm import VARIANTS
+from rnnkit.data.text import read_characters
+from rnnkit.data.vocab import Vocabulary
+from rnnkit.models.language_model import LanguageModel
+
+DEFAULT_TEXT = Path("/work/shared/data/tinyshakespeare/input.txt")
+ODYSSEY = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
+FACTOR = {"chars": 1.02, "adding": 2.0}       # ratio of medians that counts as a difference
+
+PUBLISHED = """\
+Published conclusions (Greff, Srivastava, Koutník, Steunebrink & Schmidhuber, *LSTM: A Search
+Space Odyssey*, IEEE TNNLS 2017, arXiv:1503.04069; speech (TIMIT), handwriting (IAM) and
+polyphonic music (JSB) with 27 random-search trials per variant and dataset): none of the variants
+improves on the vanilla LSTM significantly; removing the forget gate (NFG) or the output
+activation function (NOAF) hurts most; coupling the input and forget gates (CIFG) or removing the
+peepholes (NP) does not hurt significantly; full gate recurrence (FGR) brings no gain.
+"""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    train_chars: int = 300_000
+    valid_chars: int = 30_000
+    window: int = 100
+    batch_size: int = 32
+    hidden_sizes: tuple[int, ...] = (64, 128)
+    adding_length: int = 100
+    max_steps: int = 20_000
+    every: int = 100
+
+
+SMOKE = Sizes(train_chars=3_000, valid_chars=600, window=20, batch_size=4, hidden_sizes=(8,),
+              adding_length=8, max_steps=2, every=2)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One random-search draw, shared by every variant (a paired comparison)."""
+    lr: float
+    hidden_size: int
+    seed: int
+
+
+def draw_trials(count: int, sizes: Sizes, seed: int) -> list[Trial]:
+    """Learning rate log-uniform in [10^-3.5, 10^-2], hidden size from ``sizes.hidden_sizes``."""
+    rng = random.Random(seed)
+    return [Trial(10 ** rng.uniform(-3.5, -2.0), rng.choice(sizes.hidden_sizes), seed + k)
+            for k in range(count)]
+
+
+# ------------------------------------------------------------------------------ character model
+@dataclass
+class CharData:
+    train: torch.Tensor          # (N,) character ids
+    valid: torch.Tensor          # (B_v, window + 1) non-overlapping validation windows
+    vocab_size: int
+
+
+def load_chars(path: Path, sizes: Sizes) -> CharData:
+    """The first ``train_chars`` characters for training, the next ``valid_chars`` for validation;
+    the vocabulary is the training excerpt's characters plus <unk>."""
+    text = read_characters(path)
+    train_text = text[:sizes.train_chars]
+    valid_text = text[sizes.train_chars:sizes.train_chars + sizes.valid_chars]
+    vocab = Vocabulary.build([train_text])
+    train = torch.tensor(vocab.encode(train_text))
+    valid = torch.tensor(vocab.encode(valid_text))
+    width = sizes.window + 1
+    valid = valid[:len(valid) // width * width].view(-1, width)                  # (B_v, W + 1)
+    return CharData(train, valid, len(vocab))
+
+
+def char_batch(data: CharData, sizes: Sizes, generator: torch.Generator):
+    """Random windows: inputs (B, W) and the characters that follow them (B, W)."""
+    starts = torch.randint(0, len(data.train) - sizes.window - 1, (sizes.batch_size,), generator=generator)
+    windows = torch.stack([data.train[s:s + sizes.window + 1] for s in starts.tolist()])  # (B, W + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def lm_loss(model: LanguageModel, tokens, targets):
+    return model.loss(tokens, targets).mean
+
+
+def train_chars(variant: str, trial: Trial, data: CharData, sizes: Sizes, seconds: float) -> float:
+    """Validation bits per character of one variant after one training run."""
+    seed_everything(trial.seed)
+    model = LanguageModel(data.vocab_size, hidden_size=trial.hidden_size, cell="lstm", num_layers=1,
+                          variant=variant)
+    generator = torch.Generator().manual_seed(trial.seed + 1)
+    train_for(model, lambda: char_batch(data, sizes, generator), lm_loss, seconds=seconds,
+              max_steps=sizes.max_steps, lr=trial.lr, every=sizes.every)
+    model.eval()
+    with torch.no_grad():
+        nats = lm_loss(model, data.valid[:, :-1], data.valid[:, 1:]).item()
+    return nats / math.log(2)
+
+
+def train_adding(variant: str, trial: Trial, length: int, study_sizes: adding.Sizes,
+                 seconds: float) -> float:
+    """Test MSE on the adding problem at ``length``, trained and tested as in study 1."""
+    contender = adding.Contender(variant, "lstm", (("variant", variant),), trial.lr)
+    run_sizes = dataclasses.replace(study_sizes, hidden_size=trial.hidden_size)
+    _, _, test_mse = adding.train_adding(contender, length, run_sizes, seconds, trial.seed)
+    return test_mse
+
+
+# ------------------------------------------------------------------------------------- report
+def compare(results: dict[str, list[float]], task: str) -> list[str]:
+    """The paper's conclusions, checked on medians (lower is better): a variant differs from
+    vanilla when the ratio of its median to vanilla's is above FACTOR[task] or below its inverse."""
+    factor = FACTOR[task]
+    vanilla = statistics.median(results["vanilla"])
+
+    def ratio(variant: str) -> float:
+        return statistics.median(results[variant]) / vanilla
+
+    def says(variant: str) -> str:
+        r = ratio(variant)
+        verdict = "worse" if r > factor else "better" if r < 1 / factor else "close"
+        return f"{variant.upper()} {verdict} (×{r:.3g})"
+
+    worse_ok = all(ratio(v) > factor for v in ("nfg", "noaf"))
+    close_ok = all(1 / factor <= ratio(v) <= factor for v in ("cifg", "np"))
+    fgr_ok = ratio("fgr") >= 1 / factor
+    ranking = sorted(results, key=lambda v: statistics.median(results[v]))
+    return [
+        f"Ordering by median (best first): {', '.join(v.upper() for v in ranking)}. A variant "
+        f"differs from vanilla when its median is more than ×{factor:g} (or less than ×{1 / factor:.3g}) "
+        "vanilla's.",
+        f"* NFG and NOAF clearly worse: {says('nfg')}, {says('noaf')}: "
+        f"{'agrees' if worse_ok else 'does not agree'} with the paper.",
+        f"* CIFG and NP close to vanilla: {says('cifg')}, {says('np')}: "
+        f"{'agrees' if close_ok else 'does not agree'}.",
+        f"* FGR no gain: {says('fgr')}: {'agrees' if fgr_ok else 'does not agree'}.",
+    ]
+
+
+def box_plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"chars": "validation bits per character", "adding": "adding problem: test MSE"}
+    fig, axes = plt.subplots(1, len(results), figsize=(6.0 * len(results), 4.2), squeeze=False)
+    for ax, (task, by_variant) in zip(axes[0], results.items()):
+        ax.boxplot([by_variant[v] for v in ODYSSEY])
+        ax.set_xticks(range(1, len(ODYSSEY) + 1), [v.upper() for v in ODYSSEY], rotation=45)
+        ax.set_ylabel(labels[task])
+        if task == "adding":
+            ax.set_yscale("log")
+        ax.set_title(f"{labels[task].split(':')[0]}: {len(by_variant['vanilla'])} trials per variant")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table(results: dict[str, list[float]], digits: int) -> str:
+    rows = []
+    for v in ODYSSEY:
+        values = results[v]
+        rows.append([v.upper(), VARIANTS[v], fmt(statistics.median(values), digits),
+                     fmt(min(values), digits), fmt(max(values), digits)])
+    return markdown_table(["variant", "what changes", "median", "best", "worst"], rows)
+
+
+def add_options(parser) -> None:
+    parser.add_argument("--trials", type=int, default=5, help="random-search draws per variant (default 5)")
+    parser.add_argument("--text", type=Path, default=DEFAULT_TEXT,
+                        help=f"tinyshakespeare input.txt (default {DEFAULT_TEXT})")
+
+
+def main(argv=None) -> None:
+    args = parse_args(__doc__, full_budget=150, argv=argv, add_options=add_options)
+    sizes = SMOKE if args.smoke else Sizes()
+    adding_sizes = adding.SMOKE if args.smoke else adding.Sizes()
+    trials = draw_trials(1 if args.smoke else args.trials, sizes, args.seed)
+    clock = Clock(args.budget)
+    notes = []
+    tasks = ["chars", "adding"]
+    if not args.text.exists():
+        tasks.remove("chars")
+        notes.append(f"The character model was skipped: {args.text} is absent (pass --text PATH to "
+                     "tinyshakespeare's input.txt).")
+        print(notes[-1])
+    else:
+        data = load_chars(args.text, sizes)
+
+    results: dict[str, dict[str, list[float]]] = {task: {v: [] for v in ODYSSEY} for task in tasks}
+    runs_left = len(tasks) * len(ODYSSEY) * len(trials)
+    for task in tasks:
+        for trial in trials:
+            for variant in ODYSSEY:
+                seconds = clock.share(runs_left)
+                runs_left -= 1
+                value = (train_chars(variant, trial, data, sizes, seconds) if task == "chars"
+                         else train_adding(variant, trial, sizes.adding_length, adding_sizes, seconds))
+                results[task][variant].append(value)
+                print(f"{task:<6} {variant:<8} lr {trial.lr:.1e} H {trial.hidden_size:<4} "
+                      f"seed {trial.seed}: {fmt(value, 4)}", flush=True)
+
+    png, link = figure_path(args, "odyssey.png")
+    if png is not None:
+        box_plot(results, png)
+    parts = [f"{len(trials)} random-search trial(s) per variant and task, the same draws for every "
+             f"variant: learning rate log-uniform in [3e-4, 1e-2], hidden size in "
+             f"{list(sizes.hidden_sizes)}; Adam, clipping 1, one layer; "
+             f"{clock.seconds / max(1, len(tasks) * len(ODYSSEY) * len(trials)):.0f} s per run."]
+    parts += notes
+    if link:
+        parts.append(f"![box plot of every trial]({link})")
+    if "chars" in results:
+        parts += [f"**Character model** (tinyshakespeare: first {sizes.train_chars:,} characters for "
+                  f"training, the next {sizes.valid_chars:,} for validation; windows of "
+                  f"{sizes.window}, batch {sizes.batch_size}): validation bits per character.",
+                  table(results["chars"], 3), "\n".join(compare(results["chars"], "chars"))]
+    parts += [f"**Adding problem**, T = {sizes.adding_length}: test MSE (baseline 0.167).",
+              table(results["adding"], 4), "\n".join(compare(results["adding"], "adding")), PUBLISHED]
+    report(args, "odyssey", "\n\n".join(parts), clock)
+
+
+if __name__ == "__main__":
+    main()
