@@ -42,8 +42,8 @@ class RecurrentCell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, *, own_parameters: bool = True,
                  device=None, dtype=None) -> None:
         super().__init__()
-        _check_positive_int("input_size", input_size)
-        _check_positive_int("hidden_size", hidden_size)
+        check_positive_int("input_size", input_size)
+        check_positive_int("hidden_size", hidden_size)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self._own_parameters = own_parameters
@@ -166,7 +166,8 @@ class RecurrentCell(nn.Module):
         return f"{self.input_size}, {self.hidden_size}"
 
 
-def _check_positive_int(name: str, value) -> None:
+def check_positive_int(name: str, value) -> None:
+    """Raise a TypeError (not an int) or ValueError (not positive) naming the argument."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     if value <= 0:

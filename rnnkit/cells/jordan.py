@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .activations import DERIVATIVES_FROM_OUTPUT, nonlinearity as lookup
-from .base import Params, RecurrentCell, State, _check_positive_int
+from .base import Params, RecurrentCell, State, check_positive_int
 from .functional import affine, masked, summed, summed_outer
 from .registry import register
 
@@ -34,7 +34,7 @@ class JordanCell(RecurrentCell):
         super().__init__(input_size, hidden_size, own_parameters=own_parameters,
                          device=device, dtype=dtype)
         if output_size is not None:
-            _check_positive_int("output_size", output_size)
+            check_positive_int("output_size", output_size)
         self._output_size = output_size or hidden_size
         self.f = lookup(nonlinearity)
         self.o = lookup(output_nonlinearity, "output_nonlinearity",

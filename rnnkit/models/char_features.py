@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import _check_positive_int
+from ..cells.base import check_positive_int
 from .encoder import RecurrentEncoder
 
 
@@ -43,8 +43,8 @@ class CharacterWordEncoder(nn.Module):
                  cell: str = "lstm", bidirectional: bool = True, padding_idx: int = 0,
                  **cell_options) -> None:
         super().__init__()
-        _check_positive_int("char_vocab_size", char_vocab_size)
-        _check_positive_int("embedding_dim", embedding_dim)
+        check_positive_int("char_vocab_size", char_vocab_size)
+        check_positive_int("embedding_dim", embedding_dim)
         self.embedding = nn.Embedding(char_vocab_size, embedding_dim, padding_idx=padding_idx)
         self.encoder = RecurrentEncoder(embedding_dim, hidden_size, cell, bidirectional=bidirectional,
                                         **cell_options)

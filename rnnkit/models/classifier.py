@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import _check_positive_int
+from ..cells.base import check_positive_int
 from .encoder import RecurrentEncoder
 from .pooling import Pooling
 
@@ -62,7 +62,7 @@ class SequenceClassifier(nn.Module):
                  embedding_weights: Tensor | None = None, freeze_embeddings: bool = False,
                  attention_size: int | None = None, **cell_options) -> None:
         super().__init__()
-        _check_positive_int("num_classes", num_classes)
+        check_positive_int("num_classes", num_classes)
         self.embedding = _token_embedding(vocab_size, embedding_dim, padding_idx, input_size,
                                           embedding_weights, freeze_embeddings)
         self.input_size = input_size
@@ -105,7 +105,7 @@ def _token_embedding(vocab_size: int | None, embedding_dim: int, padding_idx: in
             raise ValueError(f"give either input_size (float features) or vocab_size / embedding_weights "
                              f"(tokens), not both; got input_size={input_size}, vocab_size={vocab_size}, "
                              f"embedding_weights {'given' if weights is not None else 'None'}")
-        _check_positive_int("input_size", input_size)
+        check_positive_int("input_size", input_size)
         return None
     if weights is not None:
         if weights.dim() != 2 or (vocab_size is not None and weights.shape[0] != vocab_size):
@@ -116,8 +116,8 @@ def _token_embedding(vocab_size: int | None, embedding_dim: int, padding_idx: in
     if vocab_size is None:
         raise ValueError("give vocab_size (token ids), embedding_weights, or input_size (float features); "
                          "got none of them")
-    _check_positive_int("vocab_size", vocab_size)
-    _check_positive_int("embedding_dim", embedding_dim)
+    check_positive_int("vocab_size", vocab_size)
+    check_positive_int("embedding_dim", embedding_dim)
     embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
     embedding.weight.requires_grad_(not freeze)
     return embedding

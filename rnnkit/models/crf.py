@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import _check_positive_int
+from ..cells.base import check_positive_int
 from ..engine import check_lengths
 from .encoder import length_mask
 
@@ -45,7 +45,7 @@ class LinearChainCRF(nn.Module):
 
     def __init__(self, num_tags: int) -> None:
         super().__init__()
-        _check_positive_int("num_tags", num_tags)
+        check_positive_int("num_tags", num_tags)
         self.num_tags = num_tags
         # small random scores, not zeros, so that no two tags start out tied (as pytorch-crf does)
         self.transitions = nn.Parameter(torch.empty(num_tags, num_tags).uniform_(-0.1, 0.1))   # (K, K)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells.base import _check_positive_int
+from ..cells.base import check_positive_int
 from ..layers import Recurrent
 from .encoder import length_mask
 
@@ -99,11 +99,11 @@ class LanguageModel(nn.Module):
                  cell: str = "lstm", num_layers: int = 2, dropout: float = 0.0,
                  tie_embeddings: bool = False, **cell_options) -> None:
         super().__init__()
-        _check_positive_int("vocab_size", vocab_size)
-        _check_positive_int("hidden_size", hidden_size)
+        check_positive_int("vocab_size", vocab_size)
+        check_positive_int("hidden_size", hidden_size)
         if embedding_dim is None:
             embedding_dim = hidden_size
-        _check_positive_int("embedding_dim", embedding_dim)
+        check_positive_int("embedding_dim", embedding_dim)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if cell_options.get("bidirectional"):

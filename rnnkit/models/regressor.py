@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import _check_positive_int
+from ..cells.base import check_positive_int
 from .encoder import RecurrentEncoder, length_mask
 
 
@@ -49,8 +49,8 @@ class SequenceRegressor(nn.Module):
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
                  many_to_many: bool = False, **cell_options) -> None:
         super().__init__()
-        _check_positive_int("input_size", input_size)
-        _check_positive_int("output_size", output_size)
+        check_positive_int("input_size", input_size)
+        check_positive_int("output_size", output_size)
         self.input_size, self.output_size, self.many_to_many = input_size, output_size, many_to_many
         self.encoder = RecurrentEncoder(input_size, hidden_size, cell, num_layers=num_layers,
                                         bidirectional=bidirectional,

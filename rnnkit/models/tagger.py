@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cells.base import _check_positive_int
+from ..cells.base import check_positive_int
 from .char_features import CharacterWordEncoder
 from .crf import LinearChainCRF
 from .encoder import RecurrentEncoder, length_mask
@@ -71,9 +71,9 @@ class SequenceTagger(nn.Module):
                  char_hidden_size: int = 25, num_intents: int | None = None, padding_idx: int = 0,
                  **cell_options) -> None:
         super().__init__()
-        _check_positive_int("vocab_size", vocab_size)
-        _check_positive_int("num_tags", num_tags)
-        _check_positive_int("embedding_dim", embedding_dim)
+        check_positive_int("vocab_size", vocab_size)
+        check_positive_int("num_tags", num_tags)
+        check_positive_int("embedding_dim", embedding_dim)
         self.num_tags, self.padding_idx = num_tags, padding_idx
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.char_encoder = None
@@ -91,7 +91,7 @@ class SequenceTagger(nn.Module):
         self.crf = LinearChainCRF(num_tags) if crf else None
         self.intent_scores = None
         if num_intents is not None:
-            _check_positive_int("num_intents", num_intents)
+            check_positive_int("num_intents", num_intents)
             self.intent_scores = nn.Linear(self.encoder.output_size, num_intents)
 
     def forward(self, words: Tensor, lengths: Tensor, chars: Tensor | None = None,
