@@ -46,7 +46,8 @@ def config(tmp_path, **options):
 
 @pytest.fixture
 def sentiment_files(tmp_path):
-    return write(tmp_path / "train.tsv", sentiment_lines(48, seed=1)), write(tmp_path / "dev.tsv", sentiment_lines(24, 2))
+    return (write(tmp_path / "train.tsv", sentiment_lines(48, seed=1)),
+            write(tmp_path / "dev.tsv", sentiment_lines(24, seed=2)))
 
 
 def test_a_run_writes_checkpoints_and_reloads_to_the_metric_it_was_selected_by(tmp_path, sentiment_files):

@@ -79,7 +79,8 @@ def conllu_sentences(count, seed):
 
 @pytest.fixture
 def atis_files(tmp_path):
-    return atis_folder(tmp_path / "train", atis_utterances(40, seed=1)), atis_folder(tmp_path / "dev", atis_utterances(16, 2))
+    return (atis_folder(tmp_path / "train", atis_utterances(40, seed=1)),
+            atis_folder(tmp_path / "dev", atis_utterances(16, seed=2)))
 
 
 def test_an_atis_run_reloads_to_the_metrics_it_was_selected_by(tmp_path, atis_files):
@@ -176,7 +177,8 @@ def test_the_dev_metric_is_f1_for_bio_tags(tmp_path, atis_files):
 
 @pytest.mark.parametrize("lines, message", [
     (["1\tThe\tthe\tDET\tDT\t_\t0\tdep\t_\t_", "2\tdog\tdog\tNOUN"], "broken.conllu:2: 4 tab-separated fields"),
-    (["1\tThe\tthe\tDET\tDT\t_\t0\tdep\t_\t_", "3\tdog\tdog\tNOUN\tNN\t_\t0\tdep\t_\t_"], "broken.conllu:2: word ID '3'"),
+    (["1\tThe\tthe\tDET\tDT\t_\t0\tdep\t_\t_", "3\tdog\tdog\tNOUN\tNN\t_\t0\tdep\t_\t_"],
+     "broken.conllu:2: word ID '3'"),
 ])
 def test_a_malformed_conllu_line_names_its_file_and_line(tmp_path, lines, message):
     with pytest.raises(DataFormatError, match=message):

@@ -179,7 +179,12 @@ class TaggingTask:
 
     The loss is ``SequenceTagger.loss``'s, computed from ``forward``'s output so that the call goes
     through DistributedDataParallel's forward (which a call of ``.loss`` on the inner model would
-    bypass, leaving the gradients unsynchronised)."""
+    bypass, leaving the gradients unsynchronised).
+
+    Args:
+        tags: the tag vocabulary (decodes predictions; decides whether span F1 is the dev metric).
+        intents: the intent vocabulary, or None for a tagger without an intent head.
+    """
 
     higher_is_better = True
     loss_unit = "tokens"
