@@ -62,10 +62,10 @@ from ..models.encoder import length_mask
 from ..models.language_model import LanguageModel, detach_state
 from ..models.sampling import generate as sample_tokens
 from .base import cell_options, register
+from .classify import model_device, numbered_chunks
 
 LEVELS = ("char", "word", "ptb-char")
 CHARACTER_LEVELS = ("char", "ptb-char")
-PREDICT_CHUNK = 64          # lines scored together by predict
 
 
 def encode_known(vocabulary: Vocabulary, tokens: Iterable[str]) -> list[int]:
@@ -194,14 +194,9 @@ class LanguageModelRecipe:
         """Each line's per-token perplexity (see the module docstring), as a number per line."""
         level, vocabulary = _level_and_vocabulary(vocabularies)
         start = vocabulary.id(separator(level))
-        chunk: list[list[int]] = []
-        for line in lines:
-            chunk.append(encode_known(vocabulary, line_tokens(line.rstrip("\r\n"), level)))
-            if len(chunk) == PREDICT_CHUNK:
-                yield from (f"{value:.6g}" for value in line_perplexities(model, chunk, start))
-                chunk = []
-        if chunk:
-            yield from (f"{value:.6g}" for value in line_perplexities(model, chunk, start))
+        for chunk in numbered_chunks(lines):
+            ids = [encode_known(vocabulary, line_tokens(line, level)) for _, line in chunk]
+            yield from (f"{value:.6g}" for value in line_perplexities(model, ids, start))
 
     def generate(self, run_or_model: Any, vocabularies: dict[str, Vocabulary] | None = None,
                  model_options: dict[str, Any] | None = None, prompt: str = "", length: int = 200,
@@ -211,6 +206,7 @@ class LanguageModelRecipe:
         Args:
             run_or_model: a ``rnnkit.recipes.run.TrainedRun`` (its vocabularies are used when
                 ``vocabularies`` is None) or the ``LanguageModel`` itself.
+            model_options: not needed (accepted so that every recipe operation is called alike).
             prompt: the text to continue (plain text at every level: for ``ptb-char`` its spaces
                 become ``_``); empty: start a new line.
             length, temperature, top_k: as ``rnnkit.models.sampling.generate`` (temperature 0: greedy).
@@ -230,7 +226,7 @@ class LanguageModelRecipe:
         else:
             prompt_tokens = list("_".join(prompt.split()))
         prompt_ids = [vocabulary.id(separator(level))] + encode_known(vocabulary, prompt_tokens)
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(device=model_device(model)).manual_seed(seed)
         new_ids = sample_tokens(model, prompt_ids, length, temperature=temperature, top_k=top_k,
                                 generator=generator)
         return prompt + join_tokens(vocabulary.decode(new_ids), level, after_text=bool(prompt))
@@ -257,6 +253,7 @@ def line_perplexities(model: nn.Module, lines: list[list[int]], start: int) -> l
     ids, the lines read as one padded batch with their lengths."""
     inputs, lengths = pad_batch([[start] + ids[:-1] for ids in lines], start)   # (B, T), (B,)
     targets, _ = pad_batch(lines, start)                                        # (B, T)
+    inputs, lengths, targets = (t.to(model_device(model)) for t in (inputs, lengths, targets))
     logits, _ = model(inputs, lengths=lengths)                                  # (B, T, V)
     nll = -logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T)
     nll = nll * length_mask(lengths, targets.shape[1])                          # (B, T), 0 past the end

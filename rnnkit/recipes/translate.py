@@ -58,10 +58,11 @@ from ..models.decoding import Hypothesis, beam_search, greedy_decode
 from ..models.seq2seq import Seq2Seq
 from ..train.distributed import unwrap
 from .base import cell_options, register
+from .classify import model_device, numbered_chunks
 from .lm import encode_known
 
 FORMATS = ("auto", "tsv", "parallel")
-PREDICT_CHUNK = 32          # sentences encoded together by predict and translate
+PREDICT_CHUNK = 32          # sentences decoded together by translate
 
 _NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}])")
 _NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
@@ -76,6 +77,15 @@ def detokenize(tokens: Iterable[str]) -> str:
 def decoding_limit(source_lengths: Tensor) -> int:
     """Decoding steps allowed for a batch: 2·S + 10, S its longest source."""
     return 2 * int(source_lengths.max()) + 10
+
+
+class Pairs(list):
+    """What ``read`` returns: the sentence pairs, and ``max_length`` of the data options
+    (``batches`` receives the records but not the data options)."""
+
+    def __init__(self, pairs: Iterable[SentencePair], max_length: int | None) -> None:
+        super().__init__(pairs)
+        self.max_length = max_length
 
 
 class TranslationBatch(NamedTuple):
@@ -145,7 +155,7 @@ class TranslateRecipe:
     data_defaults: dict[str, Any] = {"format": "auto", "reverse": False, "lowercase": False, "min_freq": 1,
                                      "max_length": 50}
 
-    def read(self, path: str, data_options: dict[str, Any]) -> "Pairs":
+    def read(self, path: str, data_options: dict[str, Any]) -> Pairs:
         """The sentence pairs of ``path`` (see ``format`` in the module docstring)."""
         fmt = data_options["format"]
         if fmt not in FORMATS:
@@ -197,14 +207,8 @@ class TranslateRecipe:
     def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
                 lines: Iterable[str]) -> Iterator[str]:
         """Each raw source sentence → its detokenised translation."""
-        chunk: list[str] = []
-        for line in lines:
-            chunk.append(line)
-            if len(chunk) == PREDICT_CHUNK:
-                yield from (t.text for t in self.translate(model, vocabularies, model_options, chunk))
-                chunk = []
-        if chunk:
-            yield from (t.text for t in self.translate(model, vocabularies, model_options, chunk))
+        for chunk in numbered_chunks(lines):
+            yield from (t.text for t in self.translate(model, vocabularies, model_options, [l for _, l in chunk]))
 
     def translate(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
                   lines: Iterable[str], beam: int | None = None, max_length: int | None = None) -> list[Translation]:
@@ -219,7 +223,7 @@ class TranslateRecipe:
             rows = filled[start:start + PREDICT_CHUNK]
             source, source_lengths = pad_batch([encode_known(source_vocabulary, tokenised[k]) for k in rows],
                                                source_vocabulary.pad_index)              # (B, S), (B,)
-            device = next(model.parameters()).device
+            device = model_device(model)
             hypotheses = decode(model, source.to(device), source_lengths.to(device), beam,
                                 model_options["length_penalty"], max_length)
             for k, hypothesis in zip(rows, hypotheses):
@@ -239,15 +243,6 @@ class TranslateRecipe:
         target_out, _ = pad_batch([ids + [eos] for ids in targets], pad)                            # (B, T)
         return TranslationBatch(source, source_lengths, target_in, target_out,
                                 tuple(detokenize(p.target) for p in pairs))
-
-
-class Pairs(list):
-    """What ``read`` returns: the sentence pairs, and ``max_length`` of the data options
-    (``batches`` receives the records but not the data options)."""
-
-    def __init__(self, pairs: Iterable[SentencePair], max_length: int | None) -> None:
-        super().__init__(pairs)
-        self.max_length = max_length
 
 
 register(TranslateRecipe())
