@@ -51,13 +51,13 @@ from ..data.vocab import Vocabulary
 from ..metrics import accuracy
 from ..models.tree import COMPOSITIONS, TreeClassifier
 from .base import COMMON_MODEL_DEFAULTS, register
+from .classify import model_device, numbered_chunks
 from .lm import encode_known
 
 LABEL_SETS = ("binary", "fine")
 FINE_LABELS = ("0", "1", "2", "3", "4")
 POLARITY = {"0": "negative", "1": "negative", "2": "neutral", "3": "positive", "4": "positive"}
 NEUTRAL = "neutral"
-PREDICT_CHUNK = 64
 
 
 class TreeTask:
@@ -151,13 +151,7 @@ class TreeRecipe:
     def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
                 lines: Iterable[str]) -> Iterator[str]:
         """Each bracketed tree or sentence → its root's label (see the module docstring)."""
-        chunk: list[str] = []
-        for line in lines:
-            chunk.append(line)
-            if len(chunk) == PREDICT_CHUNK:
-                yield from root_labels(model, vocabularies, chunk)
-                chunk = []
-        if chunk:
+        for chunk in numbered_chunks(lines):
             yield from root_labels(model, vocabularies, chunk)
 
 
@@ -177,14 +171,16 @@ def right_branching(words: list[str], label: str) -> Tree:
 
 
 @torch.no_grad()
-def root_labels(model: nn.Module, vocabularies: dict[str, Vocabulary], lines: list[str]) -> list[str]:
-    """The predicted root label of each line (a bracketed tree or a sentence); "" for an empty line."""
+def root_labels(model: nn.Module, vocabularies: dict[str, Vocabulary],
+                lines: list[tuple[int, str]]) -> list[str]:
+    """The predicted root label of each (line number, line), a bracketed tree or a sentence; "" for
+    an empty line."""
     words, labels = vocabularies["words"], vocabularies["labels"]
-    rows = [row for row, line in enumerate(lines) if line.strip()]
+    rows = [row for row, (_, line) in enumerate(lines) if line.strip()]
     results = [""] * len(lines)
     if rows:
-        trees = [input_tree(lines[row], row + 1, words, labels.symbols[0]) for row in rows]
-        batch = trees_to_batch(trees, words, labels).to(next(model.parameters()).device)
+        trees = [input_tree(lines[row][1], lines[row][0], words, labels.symbols[0]) for row in rows]
+        batch = trees_to_batch(trees, words, labels).to(model_device(model))
         logits = model(batch.words, batch.left, batch.right, batch.level_sizes)     # (N, C)
         for row, label in zip(rows, logits[batch.roots].argmax(-1).tolist()):      # (B,)
             results[row] = labels.symbols[label]
