@@ -64,11 +64,13 @@ machine and with the versions stated there; rerun that command to reproduce or r
 
 
 # ------------------------------------------------------------------------------------ arguments
-def parse_args(description: str, *, full_budget: float, argv: Sequence[str] | None = None,
+def parse_args(study: str, description: str, *, full_budget: float, argv: Sequence[str] | None = None,
                add_options: Callable[[argparse.ArgumentParser], None] | None = None
                ) -> argparse.Namespace:
-    """The common options, plus a script's own (``add_options(parser)``). ``full_budget`` is the
-    study's full-size budget in minutes, the default of ``--budget``."""
+    """The common options, plus a script's own (``add_options(parser)``), for the study ``study``
+    (a key of ``STUDIES``). ``full_budget`` is the study's full-size budget in minutes, the default
+    of ``--budget``. With ``--placeholder`` the study's section is written as not yet run, and the
+    program exits."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=_positive_float, default=full_budget, metavar="MINUTES",
@@ -80,6 +82,8 @@ def parse_args(description: str, *, full_budget: float, argv: Sequence[str] | No
                         help=f"results file to update (default {RESULTS_PATH.relative_to(REPO_ROOT)}; "
                              "with --smoke, none unless given)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--placeholder", action="store_true",
+                        help="write the section as 'not yet run at full size' (with the command) and exit")
     if add_options is not None:
         add_options(parser)
     args = parser.parse_args(argv)
@@ -87,8 +91,12 @@ def parse_args(description: str, *, full_budget: float, argv: Sequence[str] | No
         args.results = RESULTS_PATH
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    args.full_budget = full_budget
-    args.command = command_line(argv)
+    args.study, args.full_budget, args.command = study, full_budget, command_line(argv)
+    if args.placeholder:
+        full_size = f"{_script_of(args.command)} --budget {full_budget:g}"
+        write_section(args.results or RESULTS_PATH, study,
+                      f"Not yet run at full size: run `{full_size}` (about {full_budget:g} minutes).", "")
+        raise SystemExit(0)
     return args
 
 
@@ -225,7 +233,8 @@ def render_section(study: str, body: str, stamp_line: str) -> str:
     """The whole section, markers included."""
     begin, end = section_markers(study)
     title = STUDIES.get(study, study)
-    return f"{begin}\n## {title}\n\n{stamp_line}\n\n{body.strip()}\n{end}"
+    stamp_part = f"{stamp_line}\n\n" if stamp_line else ""
+    return f"{begin}\n## {title}\n\n{stamp_part}{body.strip()}\n{end}"
 
 
 def write_section(path: Path, study: str, body: str, stamp_line: str) -> None:
@@ -256,12 +265,12 @@ def _insert_in_order(text: str, study: str, section: str) -> str:
     return text.rstrip("\n") + "\n\n" + section + "\n"
 
 
-def report(args: argparse.Namespace, study: str, body: str, clock: Clock) -> None:
-    """Print the section and, when ``args.results`` is set, write it into that file."""
+def report(args: argparse.Namespace, body: str, clock: Clock) -> None:
+    """Print the study's section and, when ``args.results`` is set, write it into that file."""
     stamp_line = stamp(args, clock.elapsed() / 60)
-    print(render_section(study, body, stamp_line))
+    print(render_section(args.study, body, stamp_line))
     if args.results is not None:
-        write_section(args.results, study, body, stamp_line)
+        write_section(args.results, args.study, body, stamp_line)
         print(f"\nwritten to {args.results}")
 
 

@@ -51,9 +51,10 @@ def flow_of(model, x):
 def gradient_flow_part(args, sizes: adding.Sizes, length: int, seconds: float):
     """Train each cell, measure its flow before and after; (rows, flows)."""
     contenders = [c for c in adding.CONTENDERS if c.label in CELLS]
-    x, _ = adding.adding_batch(FLOW_BATCH, length, torch.Generator().manual_seed(30_000 + args.seed))  # (B, T, 2)
+    probe = torch.Generator().manual_seed(30_000 + args.seed)
+    x, _ = adding.adding_batch(FLOW_BATCH, length, probe)                     # (B, T, 2)
     rows, flows = [], {}
-    for k, contender in enumerate(contenders):
+    for contender in contenders:
         seed_everything(args.seed)                    # the same initial weights train_adding starts from
         untrained = adding.adding_model(contender, length, sizes.hidden_size)
         share = seconds / len(contenders)
@@ -61,9 +62,9 @@ def gradient_flow_part(args, sizes: adding.Sizes, length: int, seconds: float):
         before, after = flow_of(untrained, x), flow_of(trained, x)
         flows[f"{contender.label}, untrained"] = before
         flows[f"{contender.label}, trained"] = after
-        rows.append([contender.label, f"{log.steps:,} ({log.seconds / 60:.1f} min)", fmt(test_mse, 4), _rate(before, length),
-                     _rate(after, length), fmt(float(before.by_distance()[length - 1]), 2),
-                     fmt(float(after.by_distance()[length - 1]), 2)])
+        farthest = [fmt(float(flow.by_distance()[length - 1]), 2) for flow in (before, after)]
+        rows.append([contender.label, f"{log.steps:,} ({log.seconds / 60:.1f} min)", fmt(test_mse, 4),
+                     _rate(before, length), _rate(after, length), *farthest])
         print(f"flow {contender.label:<10} test MSE {fmt(test_mse, 4)} after {log.steps} steps", flush=True)
     return rows, flows
 
@@ -88,7 +89,8 @@ def rtrl_part(seconds: float, sizes: tuple[int, ...], steps: int):
         P = n * n + n * RTRL_INPUT_SIZE + 2 * n                          # Elman: W, U, b_ih, b_hh
         work = n * n * P
         slope = "" if not done else f"{math.log(per_step / times[-1]) / math.log(n / done[-1]):.2f}"
-        rows.append([n, f"{P:,}", f"{work:.3g}", f"{per_step * 1e3:.2f}", f"{per_step / work * 1e9:.3g}", slope])
+        rows.append([n, f"{P:,}", f"{work:.3g}", f"{per_step * 1e3:.2f}", f"{per_step / work * 1e9:.3g}",
+                     slope])
         done.append(n)
         times.append(per_step)
         print(f"rtrl n={n}: {per_step * 1e3:.2f} ms/step", flush=True)
@@ -100,7 +102,7 @@ def add_options(parser) -> None:
 
 
 def main(argv=None) -> None:
-    args = parse_args(__doc__, full_budget=30, argv=argv, add_options=add_options)
+    args = parse_args("gradient_flow", __doc__, full_budget=30, argv=argv, add_options=add_options)
     sizes = adding.SMOKE if args.smoke else adding.Sizes()
     length = 8 if args.smoke else args.length
     clock = Clock(args.budget)
@@ -131,7 +133,7 @@ def main(argv=None) -> None:
         + ". Theory: 4 once the n²·P product dominates the per-step overhead (small n are overhead-bound).",
         PUBLISHED,
     ]
-    report(args, "gradient_flow", "\n\n".join(parts), clock)
+    report(args, "\n\n".join(parts), clock)
 
 
 if __name__ == "__main__":

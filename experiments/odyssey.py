@@ -201,7 +201,7 @@ def add_options(parser) -> None:
 
 
 def main(argv=None) -> None:
-    args = parse_args(__doc__, full_budget=150, argv=argv, add_options=add_options)
+    args = parse_args("odyssey", __doc__, full_budget=150, argv=argv, add_options=add_options)
     sizes = SMOKE if args.smoke else Sizes()
     adding_sizes = adding.SMOKE if args.smoke else adding.Sizes()
     trials = draw_trials(1 if args.smoke else args.trials, sizes, args.seed)
@@ -246,7 +246,7 @@ def main(argv=None) -> None:
                   table(results["chars"], 3), "\n".join(compare(results["chars"], "chars"))]
     parts += [f"**Adding problem**, T = {sizes.adding_length}: test MSE (baseline 0.167).",
               table(results["adding"], 4), "\n".join(compare(results["adding"], "adding")), PUBLISHED]
-    report(args, "odyssey", "\n\n".join(parts), clock)
+    report(args, "\n\n".join(parts), clock)
 
 
 if __name__ == "__main__":
