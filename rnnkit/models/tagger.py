@@ -138,21 +138,35 @@ class SequenceTagger(nn.Module):
 
         Args:
             words, lengths, chars, char_lengths: as ``forward``.
+            tags, intents: as ``loss_from_output``.
+        """
+        return self.loss_from_output(self(words, lengths, chars, char_lengths), lengths, tags, intents)
+
+    def loss_from_output(self, output: TaggerOutput, lengths: Tensor, tags: Tensor,
+                         intents: Tensor | None = None) -> Tensor:
+        """The training loss of ``forward``'s ``output`` (what ``loss`` computes after calling ``forward``).
+
+        A trainer that wraps the tagger (DistributedDataParallel) calls the wrapper's ``forward`` and
+        then this, so that the gradients are synchronised.
+
+        Args:
+            output: ``forward``'s output for the batch.
+            lengths: (B,) words in each sentence, as given to ``forward``.
             tags: (B, T) tag ids; entries past each sentence's end are ignored (may hold anything).
             intents: (B,) intent ids, or None to train the tags alone.
         """
-        output = self(words, lengths, chars, char_lengths)
         B, T, K = output.emissions.shape
         if tuple(tags.shape) != (B, T) or tags.is_floating_point():
             raise ValueError(f"tags must be an integer tensor of shape ({B}, {T}) like words, got "
                              f"{tuple(tags.shape)} {tags.dtype}")
         lengths = lengths.to(output.emissions.device)
+        tags = tags.to(output.emissions.device)
         words_in_batch = lengths.sum()
         if self.crf is not None:
             tag_loss = -self.crf.log_likelihood(output.emissions, tags, lengths).sum() / words_in_batch
         else:
             mask = length_mask(lengths, T)                                            # (B, T)
-            tag_loss = F.cross_entropy(output.emissions[mask], tags.to(mask.device)[mask])   # (n,) words
+            tag_loss = F.cross_entropy(output.emissions[mask], tags[mask])            # mean over the n words
         if intents is None:
             return tag_loss
         if output.intent_logits is None:
