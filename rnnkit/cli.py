@@ -1,9 +1,16 @@
 """The ``rnnkit`` command (also ``python -m rnnkit``).
 
 A click group; each subcommand parses its options, calls the library and prints what it did.
-Mistakes in what the user asked for (an unknown cell, an unwritable --out) end with one line on
-stderr and exit status 1; malformed options are click's usage errors (exit status 2).
+Mistakes in what the user asked for (an unknown cell, an unwritable --out, a missing or malformed
+data file, a directory without a model) end with one line on stderr and exit status 1; malformed
+options are click's usage errors, also one line (exit status 2). See ``rnnkit.commands.errors``.
+The commands that train and use models live in ``rnnkit.commands``.
 
+    rnnkit train --task tag --train train.conllu --dev dev.conllu --out runs/upos
+    rnnkit evaluate runs/upos --test test.conllu --json
+    rnnkit predict runs/upos sentences.txt
+    rnnkit generate runs/shakespeare --prompt "ROMEO:" --length 300
+    rnnkit translate runs/multi30k test.de --beam 5 --attention-plot attention.png
     rnnkit demo
     rnnkit diagnose gradient-flow --cells elman,lstm,gru --length 200 --out flow.png
     rnnkit diagnose gates --cell lstm --length 100 --out gates.png
@@ -11,20 +18,21 @@ stderr and exit status 1; malformed options are click's usage errors (exit statu
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .commands.errors import OneLineGroup, check_png_path, check_writable, user_errors
+from .commands.train import train_command
+from .commands.use import evaluate_command, generate_command, predict_command, translate_command
 
 CELL_SPEC_HELP = ("NAME[:OPTION]...[@RADIUS]: a registered cell; ':word' is its variant (lstm:cifg) "
                   "or nonlinearity (elman:relu), ':key=value' any option (lstm:forget_bias=1); "
                   "'@R' rescales the recurrent matrix to spectral radius R (elman@3 explodes).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rnnkit")
 def main() -> None:
     """rnnkit: recurrent networks, correct to the equation."""
@@ -47,8 +55,8 @@ def demo(out: Path, length: int, steps: int, seed: int) -> None:
     """
     from .tasks.demo import run_demo
 
-    _check_png_path(out)
-    with _user_errors(out):
+    check_png_path(out)
+    with user_errors(out):
         run_demo(out, length=length, steps=steps, seed=seed, echo=click.echo)
 
 
@@ -78,8 +86,8 @@ def gradient_flow_command(cells: str, length: int, hidden: int, input_size: int,
     from . import diagnose as diag
 
     specs = [spec.strip() for spec in cells.split(",") if spec.strip()]
-    _check_png_path(out)
-    with _user_errors(out):
+    check_png_path(out)
+    with user_errors(out):
         results = diag.compare_gradient_flow(specs, length=length, hidden_size=hidden,
                                              input_size=input_size, batch_size=batch, seed=seed)
         diag.plot_gradient_flow(results, out, title=f"Gradient flow back through time: T = {length}, "
@@ -105,8 +113,8 @@ def gates_command(spec: str, length: int, hidden: int, input_size: int, seed: in
     """Heatmaps of each gate's activation (units x time) on one random sequence."""
     from . import diagnose as diag
 
-    _check_png_path(out)
-    with _user_errors(out):
+    check_png_path(out)
+    with user_errors(out):
         gates = diag.gates_of(spec, length=length, hidden_size=hidden, input_size=input_size, seed=seed)
         diag.plot_gate_activity(gates, out, title=f"{spec}: gate activations on one random sequence "
                                 f"(untrained, seed {seed})")
@@ -148,8 +156,8 @@ def bench(quick: bool, sizes: str | None, cells: str | None, rounds: int | None,
     from .bench import BenchConfig, parse_specs, run_and_report
 
     if markdown is not None:
-        _check_writable(markdown)
-    with _user_errors(markdown or Path(".")):
+        check_writable(markdown)
+    with user_errors(markdown or Path(".")):
         config = BenchConfig.from_options(quick=quick, sizes=sizes, cells=cells, rounds=rounds,
                                           threads=threads, sections=sections,
                                           markdown=None if markdown is None else str(markdown))
@@ -158,33 +166,8 @@ def bench(quick: bool, sizes: str | None, cells: str | None, rounds: int | None,
                    echo=lambda line: click.echo(line, err=True), out=click.echo)
 
 
-def _check_png_path(out: Path) -> None:
-    """Fail before any work when --out cannot be written as a PNG."""
-    if out.suffix.lower() != ".png":
-        raise click.ClickException(f"--out must name a .png file, got {str(out)!r}")
-    _check_writable(out)
-
-
-def _check_writable(out: Path) -> None:
-    """Fail before any work when the file ``out`` cannot be written."""
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise click.ClickException(f"cannot write {str(out)!r}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise click.ClickException(f"cannot write {str(out)!r}: permission denied")
-
-
-@contextlib.contextmanager
-def _user_errors(out: Path):
-    """What the library rejects (a bad cell spec or option) and a PNG that cannot be written
-    become one line on stderr and exit status 1, without a traceback."""
-    try:
-        yield
-    except OSError as error:
-        raise click.ClickException(f"cannot write {str(out)!r}: {error.strerror or error}") from None
-    except (ValueError, TypeError) as error:
-        message = " ".join(str(error).split())      # one line, whatever the library wrote
-        raise click.ClickException(message) from None
+for command in (train_command, evaluate_command, predict_command, generate_command, translate_command):
+    main.add_command(command)
 
 
 if __name__ == "__main__":
