@@ -101,15 +101,26 @@ def test_accuracy_counts_predicted_labels_and_an_unseen_label_is_an_error(tmp_pa
     assert metrics["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-5)
 
 
-def test_sst_lines_are_lowercased_for_a_vocabulary_without_capitals(tmp_path):
+def test_lowercase_applies_to_the_training_sentences_and_to_the_predicted_lines(tmp_path):
     pairs = [line.split("\t") for line in sentiment_lines(40, seed=4)]
-    sst_lines = [f"{1 if label == 'pos' else 0} {text}" for text, label in pairs]
+    sst_lines = [f"{1 if label == 'pos' else 0} {text.capitalize()}" for text, label in pairs]
     train_path = write(tmp_path / "stsa.binary.train", sst_lines)
     trained, _ = run.train("classify", train_path, None, config(tmp_path), model_options=TINY,
                            data_options={"lowercase": True}, batch_size=8, echo=quiet)
     assert set(trained.state.vocabularies["labels"].symbols) == {"0", "1"}
+    words = trained.state.vocabularies["words"].symbols
+    assert words == [w.lower() for w in words] and "the" in words
     texts = ["The film was GOOD", "A movie , really Awful"]
     assert list(run.predict(trained, texts)) == list(run.predict(trained, [t.lower() for t in texts]))
+
+
+def test_without_lowercase_a_word_with_capitals_is_an_unknown_word(tmp_path, sentiment_files):
+    trained, _ = run.train("classify", sentiment_files[0], None, config(tmp_path), model_options=TINY,
+                           batch_size=8, echo=quiet)
+    assert trained.state.data_options["lowercase"] is False and "GOOD" not in trained.state.vocabularies["words"]
+    texts = ["the film was GOOD", "the film was good"]
+    unknown = ["the film was zzzz", "the film was good"]               # zzzz: a word training never had
+    assert list(run.predict(trained, texts)) == list(run.predict(trained, unknown))
 
 
 def ucr_lines(count, seed, length=12):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from rnnkit.data.errors import DataFormatError
-from rnnkit.data.vocab import EOS
-from rnnkit.recipes import get_recipe, run
+from rnnkit.data.vocab import EOS, UNK
+from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.lm import join_tokens
 from rnnkit.train import TrainConfig
 
@@ -43,16 +43,22 @@ def char_run(tmp_path_factory):
     return trained, history, folder, dev_file
 
 
+def prepared(recipe, records, data_options):
+    """The recipe's state for ``records`` with the default model options."""
+    return recipe.prepare(records, model_options_for(recipe, SMALL), data_options)
+
+
 def test_char_level_reads_every_character_and_a_newline_per_line(tmp_path):
     recipe = get_recipe("lm")
-    records = recipe.read(write(tmp_path / "t.txt", "ab\n\nc"), {"level": "char", "seq_len": 8, "min_freq": 1})
-    assert records == [["a", "b", "\n"], ["\n"], ["c", "\n"]]
-    assert records.seq_len == 8
+    path = write(tmp_path / "t.txt", "aB\n\nc")
+    records = recipe.read(path, data_options_for(recipe, {"level": "char"}))
+    assert type(records) is list and records == [["a", "B", "\n"], ["\n"], ["c", "\n"]]
+    assert recipe.read(path, data_options_for(recipe, {"lowercase": True}))[0] == ["a", "b", "\n"]
 
 
 def test_word_and_ptb_char_levels_end_each_line_with_eos(tmp_path):
     recipe = get_recipe("lm")
-    options = {"seq_len": 8, "min_freq": 1}
+    options = data_options_for(recipe, {"seq_len": 8})
     words = recipe.read(write(tmp_path / "w.txt", " the cat <unk> \n a dog \n"), {**options, "level": "word"})
     assert words == [["the", "cat", "<unk>", EOS], ["a", "dog", EOS]]
     # ptb.char.*: ' '.join('_'.join(line.split())) + ' \n ' (the data README's rule); blank "lines" skipped
@@ -60,17 +66,19 @@ def test_word_and_ptb_char_levels_end_each_line_with_eos(tmp_path):
     ptb_char = "".join(" ".join("_".join(line.split())) + " \n " for line in raw.splitlines())
     symbols = recipe.read(write(tmp_path / "c.txt", ptb_char), {**options, "level": "ptb-char"})
     assert symbols == [list("the_cat") + [EOS], list("a_dog") + [EOS]]
-    assert list(recipe.build_vocabularies(symbols, {**options, "level": "ptb-char"})) == ["ptb-char"]
+    state = prepared(recipe, symbols, {**options, "level": "ptb-char"})
+    assert list(state.vocabularies) == ["tokens"] and state.data_options["level"] == "ptb-char"
+    assert set(state.vocabularies["tokens"].symbols) == {UNK, EOS} | set("the_cat") | set("a_dog")
 
 
 def test_training_windows_are_the_rows_of_the_stream_shifted_by_one(tmp_path):
     """Windows in position order rebuild Zaremba's layout of the stream (training: from an offset)."""
     recipe = get_recipe("lm")
     short = "".join(TEXT.splitlines(keepends=True)[:5])                    # ends with a newline
-    options = {"level": "char", "seq_len": 5, "min_freq": 1}
+    options = data_options_for(recipe, {"level": "char", "seq_len": 5})
     records = recipe.read(write(tmp_path / "t.txt", short), options)
-    vocabularies = recipe.build_vocabularies(records, options)
-    stream = torch.tensor(vocabularies["char"].encode(short))
+    state = prepared(recipe, records, options)
+    stream = torch.tensor(state.vocabularies["tokens"].encode(short))
 
     def layout(offset):
         ids = stream[offset:]
@@ -78,14 +86,14 @@ def test_training_windows_are_the_rows_of_the_stream_shifted_by_one(tmp_path):
         return ids[:4 * N].view(4, N)                                      # (B, N)
 
     for shuffle, offsets in ((False, [0]), (True, range(5))):
-        windows = sorted(recipe.batches(records, vocabularies, 4, shuffle=shuffle, seed=3), key=lambda w: w.position)
+        windows = sorted(recipe.batches(records, state, 4, shuffle=shuffle, seed=3), key=lambda w: w.position)
         assert [w.position for w in windows] == list(range(len(windows)))
         assert all(w.inputs.shape[1] <= 5 for w in windows)
         inputs = torch.cat([w.inputs for w in windows], dim=1)              # (4, N-1)
         targets = torch.cat([w.targets for w in windows], dim=1)
         assert any(layout(o).shape[1] - 1 == inputs.shape[1] and torch.equal(layout(o)[:, :-1], inputs)
                    and torch.equal(layout(o)[:, 1:], targets) for o in offsets)
-    shuffled = [w.position for w in recipe.batches(records, vocabularies, 4, shuffle=True, seed=3)]
+    shuffled = [w.position for w in recipe.batches(records, state, 4, shuffle=True, seed=3)]
     assert shuffled != sorted(shuffled)
 
 
@@ -104,7 +112,7 @@ def test_a_run_writes_checkpoints_and_reloads_to_the_evaluated_model(char_run):
 def test_evaluation_with_the_state_carried_equals_reading_each_row_at_once(char_run):
     trained, _, _, dev_file = char_run
     metrics = run.evaluate(trained, dev_file, batch_size=3)
-    vocabulary = trained.state.vocabularies["char"]
+    vocabulary = trained.state.vocabularies["tokens"]
     ids = torch.tensor(vocabulary.encode(TEXT[:300]))
     N = ids.numel() // 3
     rows = ids[:3 * N].view(3, N)                                              # Zaremba's layout
@@ -122,9 +130,10 @@ def test_predict_gives_each_lines_perplexity_as_a_per_line_loop_computes_it(char
     lines = ["the lazy fox", "", "Qq!", "a dog sleeps in the brown sun"]
     predicted = list(run.predict(trained, lines))
     assert len(predicted) == len(lines)
-    vocabulary = trained.state.vocabularies["char"]
+    vocabulary = trained.state.vocabularies["tokens"]
+    assert "Q" not in vocabulary and "q" in vocabulary                 # no lowercase: "Q" reads as <unk>
     for line, value in zip(lines, predicted):
-        ids = [vocabulary.id("\n")] + [vocabulary.id(c if c in vocabulary else c.lower()) for c in line]
+        ids = [vocabulary.id("\n")] + [vocabulary.id(c) for c in line]
         targets = ids[1:] + [vocabulary.id("\n")]
         with torch.no_grad():
             logits, _ = trained.model(torch.tensor([ids]))
@@ -134,16 +143,15 @@ def test_predict_gives_each_lines_perplexity_as_a_per_line_loop_computes_it(char
 
 def test_generate_continues_the_prompt_reproducibly(char_run):
     trained, _, _, _ = char_run
-    recipe = trained.recipe
-    text = recipe.generate(trained, prompt="the ", length=30, temperature=0.8, seed=5)
+    recipe, model, state = trained.recipe, trained.model, trained.state
+    text = recipe.generate(model, state, prompt="the ", length=30, temperature=0.8, seed=5)
     assert text.startswith("the ") and len(text) == 4 + 30
-    assert recipe.generate(trained, prompt="the ", length=30, temperature=0.8, seed=5) == text
-    others = {recipe.generate(trained, prompt="the ", length=30, temperature=0.8, seed=s) for s in range(6, 10)}
+    assert recipe.generate(model, state, prompt="the ", length=30, temperature=0.8, seed=5) == text
+    others = {recipe.generate(model, state, prompt="the ", length=30, temperature=0.8, seed=s) for s in range(6, 10)}
     assert others != {text}
     # greedy: each character is the argmax after re-reading the whole text so far
-    greedy = recipe.generate(trained.model, trained.state.vocabularies, trained.state.model_options,
-                             prompt="a", length=8, temperature=0, seed=0)
-    vocabulary = trained.state.vocabularies["char"]
+    greedy = recipe.generate(model, state, prompt="a", length=8, temperature=0, seed=0)
+    vocabulary = state.vocabularies["tokens"]
     expected = "a"
     for _ in range(8):
         with torch.no_grad():
@@ -162,24 +170,25 @@ def test_word_model_trains_and_predicts_with_eos_as_the_line_start(tmp_path):
     lines = TEXT.splitlines()
     train_file = write(tmp_path / "train.txt.gz", "")
     with gzip.open(train_file, "wt", encoding="utf-8") as stream:       # gzip-transparent
-        stream.write(TEXT)
+        stream.write(TEXT.replace("the quick", "The quick"))
     trained, _ = run.train("lm", train_file, None, config(tmp_path / "run", epochs=1), model_options=SMALL,
-                           data_options={"level": "word", "seq_len": 8}, batch_size=4, echo=lambda _: None)
-    vocabulary = trained.state.vocabularies["word"]
-    assert set(vocabulary.symbols) == {"<unk>", EOS} | {w for line in lines for w in line.split()}
-    (value,) = run.predict(trained, ["The lazy dog"])               # "The" read as "the"
+                           data_options={"level": "word", "seq_len": 8, "lowercase": True}, batch_size=4,
+                           echo=lambda _: None)
+    vocabulary = trained.state.vocabularies["tokens"]
+    assert set(vocabulary.symbols) == {"<unk>", EOS} | {w for line in lines for w in line.split()}   # no "The"
+    (value,) = run.predict(trained, ["The lazy dog"])               # lowercase: "The" read as "the"
     ids = vocabulary.encode([EOS, "the", "lazy", "dog"])
     with torch.no_grad():
         logits, _ = trained.model(torch.tensor([ids]))
     targets = torch.tensor(ids[1:] + [vocabulary.id(EOS)])
     log_p = logits[0].log_softmax(-1)[torch.arange(4), targets]
     assert float(value) == pytest.approx(math.exp(-log_p.mean().item()), rel=1e-5)
-    assert trained.recipe.generate(trained, prompt="the", length=5, seed=0).startswith("the ")
+    assert trained.recipe.generate(trained.model, trained.state, prompt="the", length=5, seed=0).startswith("the ")
 
 
 def test_errors_name_the_file_and_line_or_the_option(tmp_path):
     recipe = get_recipe("lm")
-    options = {"level": "char", "seq_len": 8, "min_freq": 1}
+    options = data_options_for(recipe, {"seq_len": 8})
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         recipe.read(str(tmp_path / "missing.txt"), options)
     bad = tmp_path / "bad.txt"
@@ -194,7 +203,7 @@ def test_errors_name_the_file_and_line_or_the_option(tmp_path):
         run.train("lm", str(bad), None, config(tmp_path / "run"), data_options={"seq_length": 8})
     one = recipe.read(write(tmp_path / "one.txt", ""), options)
     with pytest.raises(ValueError, match="holds 0 token"):
-        recipe.batches(one, {"char": recipe.build_vocabularies([["a"]], options)["char"]}, 4, shuffle=False, seed=0)
+        recipe.batches(one, prepared(recipe, [["a"]], options), 4, shuffle=False, seed=0)
 
 
 @pytest.mark.slow

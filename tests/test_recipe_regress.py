@@ -6,7 +6,6 @@ import pytest
 
 from rnnkit.data.errors import DataFormatError
 from rnnkit.recipes import run
-from rnnkit.recipes.regress import SeriesSettings
 from rnnkit.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,21 +50,25 @@ def test_a_run_reloads_to_the_metrics_it_was_selected_by(tmp_path, series_files)
                                  data_options={"window": 10}, batch_size=16, echo=quiet)
     reloaded = run.load_run(tmp_path / "run")
     assert str(reloaded.checkpoint) == history.best_checkpoint
+    assert reloaded.state.data_options == trained.state.data_options        # mean and std saved exactly
     scores = run.evaluate(reloaded, dev_path, batch_size=16)
     assert scores == pytest.approx({k: history.best[k] for k in scores}, rel=1e-12)
     assert list(run.predict(reloaded, ["100, 110, 118"])) == list(run.predict(trained, ["100, 110, 118"]))
 
 
-def test_normalisation_is_the_training_files_mean_and_std_unless_given(tmp_path, series_files):
+def normalisation(trained):
+    return {key: trained.state.data_options[key] for key in ("window", "horizon", "mean", "std")}
+
+
+def test_normalisation_completes_the_data_options_with_the_training_files_mean_and_std(tmp_path, series_files):
     train_path, _ = series_files
     trained, _ = run.train("regress", train_path, None, config(tmp_path), model_options=TINY, echo=quiet)
-    settings = SeriesSettings.from_vocabularies(trained.state.vocabularies)
-    assert (settings.window, settings.horizon) == (20, 1)
-    assert settings.mean == pytest.approx(wave(120).mean(), rel=1e-12)
-    assert settings.std == pytest.approx(wave(120).std(), rel=1e-12)
+    assert normalisation(trained) == pytest.approx({"window": 20, "horizon": 1, "mean": wave(120).mean(),
+                                                    "std": wave(120).std()}, rel=1e-12)
+    assert trained.state.vocabularies == {}
     given, _ = run.train("regress", train_path, None, config(tmp_path / "given"), model_options=TINY,
                          data_options={"mean": 90, "std": 4.5}, echo=quiet)
-    assert SeriesSettings.from_vocabularies(given.state.vocabularies) == SeriesSettings(20, 1, 90.0, 4.5)
+    assert normalisation(given) == {"window": 20, "horizon": 1, "mean": 90.0, "std": 4.5}
 
 
 @pytest.mark.parametrize("horizon", [1, 3])
@@ -90,7 +93,7 @@ def test_evaluate_is_the_error_of_the_predicted_forecasts_in_the_series_units(tm
     assert scores["rmse"] == pytest.approx(math.sqrt(scores["mse"]))
     assert scores["last_value_mse"] == pytest.approx(last_value_mse, rel=1e-5)
     assert scores["last_value_rmse"] == pytest.approx(math.sqrt(last_value_mse), rel=1e-5)
-    std = SeriesSettings.from_vocabularies(trained.state.vocabularies).std
+    std = wave(120).std()                                         # the training series' σ
     assert scores["loss"] == pytest.approx(scores["mse"] / std ** 2)
 
 
@@ -108,7 +111,7 @@ def test_a_csv_column_is_read_by_index_or_name(tmp_path, column):
     path = write_csv(tmp_path / "series.csv", values)
     trained, _ = run.train("regress", path, None, config(tmp_path), model_options=TINY,
                            data_options={"column": column, "window": 6}, echo=quiet)
-    assert SeriesSettings.from_vocabularies(trained.state.vocabularies).mean == pytest.approx(values.mean())
+    assert trained.state.data_options["mean"] == pytest.approx(values.mean())
     assert run.evaluate(trained, path)["last_value_mse"] == pytest.approx(np.mean(np.diff(values[5:]) ** 2))
 
 
@@ -116,7 +119,7 @@ def test_airline_passengers_is_read_as_csv(shared_data, tmp_path):
     path = str(shared_data("timeseries/airline-passengers.csv"))
     trained, _ = run.train("regress", path, None, config(tmp_path, epochs=1), model_options=TINY,
                            data_options={"window": 12}, echo=quiet)
-    assert SeriesSettings.from_vocabularies(trained.state.vocabularies).mean == pytest.approx(280.2986111)
+    assert trained.state.data_options["mean"] == pytest.approx(280.2986111)
 
 
 @pytest.mark.parametrize("name, text, message", [

@@ -10,7 +10,7 @@ from rnnkit.data.atis import AtisUtterance
 from rnnkit.data.conll import TaggedSentence
 from rnnkit.data.errors import DataFormatError
 from rnnkit.data.vocab import Vocabulary
-from rnnkit.recipes import get_recipe, model_options_for, run
+from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.tag import is_bio
 from rnnkit.train import TrainConfig
 
@@ -128,12 +128,12 @@ def test_the_training_loss_is_the_taggers_own_loss(crf, chars, intents):
     recipe = get_recipe("tag")
     utterances = atis_utterances(6, seed=4)
     records = [AtisUtterance(*u) if intents else TaggedSentence(u[0], u[1]) for u in utterances]
-    vocabularies = recipe.build_vocabularies(records, {"min_freq": 1})
     options = model_options_for(recipe, {**TINY, "crf": crf, "char_features": chars})
+    state = recipe.prepare(records, options, data_options_for(recipe, {}))
     torch.manual_seed(0)
-    tagger = recipe.build_model(options, vocabularies)
-    batch, = recipe.batches(records, vocabularies, 8, shuffle=False, seed=0)
-    loss, counts = recipe.task(vocabularies, options).training_loss(tagger, batch)
+    tagger = recipe.build_model(state)
+    batch, = recipe.batches(records, state, 8, shuffle=False, seed=0)
+    loss, counts = recipe.task(state).training_loss(tagger, batch)
     reference = tagger.loss(batch.words, batch.lengths, batch.tags, batch.intents if intents else None,
                             chars=batch.chars if chars else None, char_lengths=batch.char_lengths if chars else None)
     torch.testing.assert_close(loss, reference)
@@ -155,7 +155,26 @@ def test_a_conllu_run_tags_each_word_and_the_column_option_picks_the_tags(tmp_pa
 
 
 def recipe_metric(trained):
-    return trained.recipe.task(trained.state.vocabularies, trained.state.model_options).metric
+    return trained.recipe.task(trained.state).metric
+
+
+def test_lowercase_applies_to_the_training_words_and_to_the_predicted_lines(tmp_path):
+    train_path = write(tmp_path / "train.conllu", conllu_sentences(30, seed=5))       # "Cat" has a capital
+    trained, _ = run.train("tag", train_path, None, config(tmp_path), model_options=TINY,
+                           data_options={"lowercase": True}, batch_size=8, echo=quiet)
+    words = trained.state.vocabularies["words"].symbols
+    assert "cat" in words and "Cat" not in words
+    assert list(run.predict(trained, ["A CAT Runs ."])) == list(run.predict(trained, ["a cat runs ."]))
+    scores = run.evaluate(trained, train_path)                     # the capitalised file, read lower-cased
+    lines = [line.split("\t") for line in conllu_sentences(30, seed=5) if line and not line.startswith("#")]
+    sentences, gold = [], []
+    for fields in lines:
+        if fields[0] == "1":
+            sentences.append([])
+        sentences[-1].append(fields[1])
+        gold.append(fields[3])
+    predicted = " ".join(run.predict(trained, [" ".join(s) for s in sentences])).split()
+    assert scores["accuracy"] == pytest.approx(sum(p == g for p, g in zip(predicted, gold)) / len(gold))
 
 
 @pytest.mark.parametrize("tags, expected", [

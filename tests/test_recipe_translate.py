@@ -13,7 +13,7 @@ import torch
 from rnnkit.data.errors import DataFormatError
 from rnnkit.data.vocab import EOS
 from rnnkit.diagnose.attention import attention_figure, plot_attention
-from rnnkit.recipes import get_recipe, run
+from rnnkit.recipes import get_recipe, model_options_for, run
 from rnnkit.recipes.translate import detokenize
 from rnnkit.train import TrainConfig
 
@@ -50,7 +50,8 @@ def toy_run(tmp_path_factory):
     train_file, dev_file = write_tsv(folder / "train.tsv", toy_pairs(200, seed=0)), write_tsv(folder / "dev.tsv", dev)
     torch.manual_seed(0)
     trained, history = run.train("translate", train_file, dev_file, config(folder / "run", epochs=1),
-                                 model_options=SMALL, batch_size=16, echo=lambda _: None)
+                                 model_options=SMALL, data_options={"lowercase": True}, batch_size=16,
+                                 echo=lambda _: None)
     return trained, history, folder, dev_file, dev
 
 
@@ -99,11 +100,12 @@ def test_max_length_leaves_long_pairs_out_of_training_batches_only(tmp_path):
     recipe = get_recipe("translate")
     options = {**recipe.data_defaults, "max_length": 3}
     pairs = recipe.read(write_tsv(tmp_path / "p.tsv", toy_pairs(50, seed=2)), options)
-    vocabularies = recipe.build_vocabularies(pairs, options)
+    state = recipe.prepare(pairs, model_options_for(recipe, SMALL), options)
+    vocabularies = state.vocabularies
     short = sum(len(p.source) <= 3 and len(p.target) <= 3 for p in pairs)
     assert 0 < short < len(pairs)
-    training = recipe.batches(pairs, vocabularies, 8, shuffle=True, seed=0)
-    evaluation = recipe.batches(pairs, vocabularies, 8, shuffle=False, seed=0)
+    training = recipe.batches(pairs, state, 8, shuffle=True, seed=0)
+    evaluation = recipe.batches(pairs, state, 8, shuffle=False, seed=0)
     assert sum(len(b.references) for b in training) == short
     assert sum(len(b.references) for b in evaluation) == len(pairs)
     batch = evaluation[0]
@@ -157,19 +159,17 @@ def test_perplexity_is_the_per_sentence_teacher_forced_likelihood(toy_run):
 def test_translate_returns_text_tokens_and_one_attention_row_per_output_token(toy_run, beam):
     trained, _, _, _, _ = toy_run
     lines = ["one two three", "", "RED cat"]
-    results = trained.recipe.translate(trained.model, trained.state.vocabularies, trained.state.model_options,
-                                       lines, beam=beam, max_length=6)
+    results = trained.recipe.translate(trained.model, trained.state, lines, beam=beam, max_length=6)
     assert len(results) == 3
     assert results[1].text == "" and results[1].attention is None
     for line, result in zip(lines[::2], results[::2]):
-        assert result.source_tokens == line.split()
+        assert result.source_tokens == line.lower().split()          # as the model read them: lowercase
         assert result.attention.shape == (len(result.output_tokens), len(result.source_tokens))
         assert torch.allclose(result.attention.sum(-1), torch.ones(len(result.output_tokens)))
         words = [t for t in result.output_tokens if t != EOS]
         assert result.text == detokenize(words) and len(result.output_tokens) <= 6
-    # an upper-cased word the model never saw is read lower-cased, as the lower-case vocabulary has it
-    same = trained.recipe.translate(trained.model, trained.state.vocabularies, trained.state.model_options,
-                                    ["red cat"], beam=beam, max_length=6)[0]
+    # the data option lowercase: an upper-cased word is read lower-cased, as the training sources were
+    same = trained.recipe.translate(trained.model, trained.state, ["red cat"], beam=beam, max_length=6)[0]
     assert same.text == results[2].text and torch.equal(same.attention, results[2].attention)
 
 
@@ -198,10 +198,8 @@ def test_model_options_reach_the_model_and_bad_ones_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"unknown translate model option 'beam_size' \(did you mean 'beam'\?\)"):
         run.train("translate", train_file, None, config(tmp_path / "b"), model_options={"beam_size": 2})
     pairs = recipe.read(train_file, recipe.data_defaults)
-    vocabularies = recipe.build_vocabularies(pairs, recipe.data_defaults)
-    from rnnkit.recipes.base import model_options_for
     options = model_options_for(recipe, {**SMALL, "attention": "none", "layers": 2, "bidirectional": False})
-    model = recipe.build_model(options, vocabularies)
+    model = recipe.build_model(recipe.prepare(pairs, options, recipe.data_defaults))
     assert model.attention is None and len(model.decoder_cells) == 2 and model.encoder.num_directions == 1
 
 

@@ -63,12 +63,12 @@ def test_binary_labels_drop_neutral_roots_and_map_polarity(tmp_path):
         "(negative (negative awful) (neutral (neutral a) (neutral (neutral b) (neutral c))))"]   # binarised
     fine = recipe.read(str(path), {**recipe.data_defaults, "labels": "fine", "lowercase": False})
     assert [t.label for t in fine] == ["3", "2", "1"] and fine[0].leaves() == ["The", "Great", "film"]
-    vocabularies = recipe.build_vocabularies(binary, recipe.data_defaults)
-    assert vocabularies["labels"].symbols == ["negative", "positive", "neutral"]
-    model = recipe.build_model(model_options_for(recipe, SMALL), vocabularies)
-    assert model.classifier.out_features == 2                                 # neutral is no class
-    fine_vocabularies = recipe.build_vocabularies(fine, {**recipe.data_defaults, "labels": "fine"})
-    assert recipe.build_model(model_options_for(recipe, SMALL), fine_vocabularies).classifier.out_features == 5
+    options = model_options_for(recipe, SMALL)
+    state = recipe.prepare(binary, options, recipe.data_defaults)
+    assert state.vocabularies["labels"].symbols == ["negative", "positive", "neutral"]
+    assert recipe.build_model(state).classifier.out_features == 2             # neutral is no class
+    fine_state = recipe.prepare(fine, options, {**recipe.data_defaults, "labels": "fine"})
+    assert recipe.build_model(fine_state).classifier.out_features == 5
 
 
 def test_malformed_trees_and_options_are_refused_clearly(tmp_path):
@@ -86,11 +86,11 @@ def test_malformed_trees_and_options_are_refused_clearly(tmp_path):
         recipe.read(str(tmp_path / "missing.txt"), options)
     with pytest.raises(ValueError, match="'labels' must be one of binary, fine, got 'sst2'"):
         recipe.read(str(bad_label), {**options, "labels": "sst2"})
-    vocabularies = recipe.build_vocabularies([Tree("positive", word="a")], options)
+    records = [Tree("positive", word="a")]
     with pytest.raises(ValueError, match="tree model option 'cell' does not apply.*'gru'"):
-        recipe.build_model(model_options_for(recipe, {"cell": "gru"}), vocabularies)
+        recipe.build_model(recipe.prepare(records, model_options_for(recipe, {"cell": "gru"}), options))
     with pytest.raises(ValueError, match="composition must be one of"):
-        recipe.build_model(model_options_for(recipe, {"composition": "lstm"}), vocabularies)
+        recipe.build_model(recipe.prepare(records, model_options_for(recipe, {"composition": "lstm"}), options))
 
 
 def test_a_run_writes_checkpoints_and_reloads_to_the_evaluated_model(toy_run):

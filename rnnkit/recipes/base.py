@@ -4,15 +4,22 @@ A recipe joins the pieces that must not know each other (``ARCHITECTURE.md``): t
 ``rnnkit.data``, a model of ``rnnkit.models``, the metrics, and the ``Trainer``'s task interface.
 The ``rnnkit`` command and ``rnnkit.recipes.run`` drive every recipe the same way:
 
-    records = recipe.read(path, data_options)                   # a list of records, file:line on errors
-    vocabularies = recipe.build_vocabularies(train_records, data_options)
-    model = recipe.build_model(model_options, vocabularies)     # a torch.nn.Module
-    batches = recipe.batches(records, vocabularies, batch_size, shuffle=..., seed=...)
-    task = recipe.task(vocabularies, model_options)             # rnnkit.train.task.Task
-    for line in recipe.predict(model, vocabularies, model_options, lines): ...
+    records = recipe.read(path, data_options)                   # a plain list, file:line on errors
+    state = recipe.prepare(train_records, model_options, data_options)   # a RecipeState
+    model = recipe.build_model(state)                           # a torch.nn.Module
+    batches = recipe.batches(records, state, batch_size, shuffle=..., seed=...)
+    task = recipe.task(state)                                   # rnnkit.train.task.Task
+    for line in recipe.predict(model, state, lines): ...
 
-Everything needed to rebuild the model — the recipe's name, its model and data options, the
-vocabularies — is plain JSON saved with every checkpoint (``RecipeState``), never pickled code.
+``prepare`` builds the vocabularies from the training records and may complete the data options
+with what it derived from them (``regress``: the mean and standard deviation that normalise the
+series). Every later call receives that state, so it sees the same model options, data options
+(``lowercase``, ``level``, ``seq_len``, ``max_length``, ...) and vocabularies at training,
+evaluation and prediction time. A recipe's own operations (``lm.generate``, ``translate.translate``)
+take the state too (``rnnkit.recipes.run.TrainedRun.state``).
+
+Everything in the state — the recipe's name, its model and data options, the vocabularies — is
+plain JSON saved with every checkpoint (``RecipeState.to_dict``), never pickled code.
 """
 from __future__ import annotations
 
@@ -49,17 +56,17 @@ class Recipe(Protocol):
 
     def read(self, path: str, data_options: dict[str, Any]) -> list[Any]: ...
 
-    def build_vocabularies(self, records: list[Any], data_options: dict[str, Any]) -> dict[str, Vocabulary]: ...
+    def prepare(self, records: list[Any], model_options: dict[str, Any],
+                data_options: dict[str, Any]) -> RecipeState: ...
 
-    def build_model(self, model_options: dict[str, Any], vocabularies: dict[str, Vocabulary]) -> nn.Module: ...
+    def build_model(self, state: RecipeState) -> nn.Module: ...
 
-    def batches(self, records: list[Any], vocabularies: dict[str, Vocabulary], batch_size: int, *,
+    def batches(self, records: list[Any], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[Any]: ...
 
-    def task(self, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any]) -> Task: ...
+    def task(self, state: RecipeState) -> Task: ...
 
-    def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                lines: Iterable[str]) -> Iterator[str]: ...
+    def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]: ...
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -121,7 +128,10 @@ def cell_options(model_options: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class RecipeState:
-    """What is saved with every checkpoint (``extra.json``) to rebuild a trained model: JSON only."""
+    """What is saved with every checkpoint (``extra.json``) to rebuild a trained model: JSON only.
+
+    ``data_options`` are the options the run was given, completed by ``Recipe.prepare`` with what
+    it derived from the training data; every recipe call after ``prepare`` receives this state."""
 
     recipe: str
     model_options: dict[str, Any]
@@ -133,7 +143,7 @@ class RecipeState:
                 "vocabularies": {name: v.to_dict() for name, v in self.vocabularies.items()}}
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> "RecipeState":
+    def from_dict(cls, data: Any, where: str) -> RecipeState:
         if not isinstance(data, dict) or not isinstance(data.get("recipe"), str):
             raise ValueError(f"{where}: does not describe an rnnkit model (no 'recipe' entry); "
                              "was it written by `rnnkit train`?")

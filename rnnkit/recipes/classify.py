@@ -20,37 +20,32 @@ besides the common ones (``rnnkit.recipes.base.COMMON_MODEL_DEFAULTS``).
 Vocabularies: ``labels`` (the training classes) and, for text, ``words``. A dev or test label never
 seen in training counts as an error, never as a crash. Evaluation: ``accuracy`` and ``loss`` (mean
 cross-entropy over the examples whose label is known). Prediction: one line in (raw text, or the
-values of a series separated by commas or spaces), its label out. A vocabulary without capitals
-(``lowercase=True``, or lower-cased data such as SST) lower-cases the words to predict, since a word
-with capitals could only be unknown to it.
-
-The helpers ``encode_words``, ``label_ids``, ``lowercases_input`` and ``numbered_chunks`` serve the
-``tag`` recipe as well.
+values of a series separated by commas or spaces), its label out; with ``lowercase`` its words are
+lower-cased as the training text was.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.atis import iter_atis
-from ..data.batching import bucket_batches, pad_batch
+from ..data.batching import bucket_batches
 from ..data.errors import DataFormatError
 from ..data.labelled import LabelledText, iter_labelled_tsv, iter_sst_sentences
 from ..data.text import existing_file, iter_nonblank_lines
-from ..data.timeseries import VALUE_SEPARATOR, parse_float, read_ucr
+from ..data.timeseries import VALUE_SEPARATOR, read_ucr
 from ..data.vocab import Vocabulary
 from ..models.classifier import SequenceClassifier
-from .base import cell_options, register
+from .base import RecipeState, cell_options, register
+from .common import (UNSEEN_LABEL, cased, encode_words, label_ids, model_device, numbered_chunks, pad_series,
+                     parse_values, split_words)
 
 FORMATS = ("auto", "tsv", "sst", "atis", "ucr")
-UNSEEN_LABEL = -1          # the id of a dev/test label the training file never had
 SERIES_FEATURES = 1        # UCR series are univariate: one value per step
-PREDICT_BATCH = 64         # lines predicted together
 
 
 class LabelledSeries(NamedTuple):
@@ -63,48 +58,6 @@ class ClassificationBatch(NamedTuple):
     inputs: Tensor         # (B, T) word ids, or (B, T, 1) values
     lengths: Tensor        # (B,)
     labels: Tensor         # (B,) class ids; UNSEEN_LABEL for a class not seen in training
-
-
-# ---------------------------------------------------------------------------- shared with `tag`
-
-def encode_words(sentences: Sequence[Sequence[str]], words: Vocabulary) -> tuple[Tensor, Tensor]:
-    """Word ids (B, T), padded with ``words.pad_index``, and the lengths (B,)."""
-    return pad_batch([words.encode(sentence) for sentence in sentences], words.pad_index)
-
-
-def label_ids(labels: Iterable[str], vocabulary: Vocabulary) -> Tensor:
-    """(N,) ids of ``labels``; UNSEEN_LABEL for one the vocabulary lacks (it never equals a prediction)."""
-    return torch.tensor([vocabulary.index.get(label, UNSEEN_LABEL) for label in labels], dtype=torch.long)
-
-
-def lowercases_input(words: Vocabulary) -> bool:
-    """Whether no word of ``words`` has capitals: then an input word with capitals could only be
-    unknown, and predicting lower-cases it (what ``lowercase=True`` did to the training data)."""
-    return all(symbol == symbol.lower() for symbol in words.symbols)
-
-
-def numbered_chunks(lines: Iterable[str], size: int = PREDICT_BATCH) -> Iterator[list[tuple[int, str]]]:
-    """``(line number from 1, line without its ending)`` pairs, ``size`` at a time."""
-    chunk: list[tuple[int, str]] = []
-    for line_number, line in enumerate(lines, start=1):
-        chunk.append((line_number, line.rstrip("\r\n")))
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def split_words(line: str, line_number: int, lowercase: bool) -> list[str]:
-    """The whitespace-separated words of one input line; DataFormatError ``<input>:N`` when it has none."""
-    words = (line.lower() if lowercase else line).split()
-    if not words:
-        raise DataFormatError(None, line_number, "empty line (one sentence per line expected)")
-    return words
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 # ---------------------------------------------------------------------------------- the recipe
@@ -123,27 +76,27 @@ class ClassifyRecipe:
         if data_format not in FORMATS[1:]:
             raise ValueError(f"classify data option format must be one of {', '.join(FORMATS)}, "
                              f"got {data_format!r}")
-        lowercase = data_options["lowercase"]
         if data_format == "ucr":
             values, labels = read_ucr(path)                                  # (N, T, 1), N labels
             return [LabelledSeries(series, label) for series, label in zip(values, labels)]
         if data_format == "tsv":
-            return list(iter_labelled_tsv(path, lowercase=lowercase))
+            return list(iter_labelled_tsv(path, lowercase=data_options["lowercase"]))
         if data_format == "sst":
             examples = iter_sst_sentences(path)
         else:
             examples = (LabelledText(u.words, u.intent) for u in iter_atis(path))
-        return [LabelledText([w.lower() for w in e.tokens] if lowercase else e.tokens, e.label)
-                for e in examples]
+        return [LabelledText([cased(word, data_options) for word in e.tokens], e.label) for e in examples]
 
-    def build_vocabularies(self, records: list[Any], data_options: dict[str, Any]) -> dict[str, Vocabulary]:
+    def prepare(self, records: list[Any], model_options: dict[str, Any], data_options: dict[str, Any]) -> RecipeState:
+        """The ``labels`` of the training records and, for text, their ``words``."""
         vocabularies = {"labels": Vocabulary.build(([r.label] for r in records), specials=(), unknown=None)}
         if isinstance(records[0], LabelledText):
             vocabularies["words"] = Vocabulary.build((r.tokens for r in records),
                                                      min_freq=data_options["min_freq"])
-        return vocabularies
+        return RecipeState(self.name, model_options, data_options, vocabularies)
 
-    def build_model(self, model_options: dict[str, Any], vocabularies: dict[str, Vocabulary]) -> SequenceClassifier:
+    def build_model(self, state: RecipeState) -> SequenceClassifier:
+        model_options, vocabularies = state.model_options, state.vocabularies
         options = dict(num_classes=len(vocabularies["labels"]), hidden_size=model_options["hidden"],
                        num_layers=model_options["layers"], bidirectional=model_options["bidirectional"],
                        pooling=model_options["pooling"], dropout=model_options["dropout"],
@@ -154,12 +107,12 @@ class ClassifyRecipe:
         return SequenceClassifier(len(words), embedding_dim=model_options["embedding"],
                                   padding_idx=words.pad_index, **options)
 
-    def batches(self, records: list[Any], vocabularies: dict[str, Vocabulary], batch_size: int, *,
+    def batches(self, records: list[Any], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[ClassificationBatch]:
         """Batches of similar lengths (``bucket_batches``), each with its true lengths."""
-        _check_records_fit(records, vocabularies)
+        _check_records_fit(records, state.vocabularies)
         order = bucket_batches([len(r[0]) for r in records], batch_size, shuffle=shuffle, seed=seed)
-        return [self._batch([records[i] for i in indices], vocabularies) for indices in order]
+        return [self._batch([records[i] for i in indices], state.vocabularies) for indices in order]
 
     def _batch(self, records: list[Any], vocabularies: dict[str, Vocabulary]) -> ClassificationBatch:
         labels = label_ids((r.label for r in records), vocabularies["labels"])           # (B,)
@@ -167,22 +120,21 @@ class ClassifyRecipe:
             return ClassificationBatch(*encode_words([r.tokens for r in records], vocabularies["words"]), labels)
         return ClassificationBatch(*pad_series([r.values for r in records]), labels)
 
-    def task(self, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any]) -> "ClassificationTask":
+    def task(self, state: RecipeState) -> "ClassificationTask":
         return ClassificationTask()
 
-    def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                lines: Iterable[str]) -> Iterator[str]:
-        """The label of each line: raw text (words split on whitespace) or, for a model of time
-        series, values separated by commas or spaces. A line without words or values raises
-        DataFormatError naming it (``<input>:N``)."""
-        labels, words = vocabularies["labels"], vocabularies.get("words")
-        lowercase = words is not None and lowercases_input(words)
+    def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]:
+        """The label of each line: raw text (words split on whitespace, lower-cased with the data
+        option ``lowercase``) or, for a model of time series, values separated by commas or spaces.
+        A line without words or values raises DataFormatError naming it (``<input>:N``)."""
+        labels, words = state.vocabularies["labels"], state.vocabularies.get("words")
+        device = model_device(model)
         for chunk in numbered_chunks(lines):
             if words is not None:
-                inputs, lengths = encode_words([split_words(line, n, lowercase) for n, line in chunk], words)
+                sentences = [split_words(line, n, state.data_options) for n, line in chunk]
+                inputs, lengths = encode_words(sentences, words)                           # (B, T), (B,)
             else:
-                inputs, lengths = pad_series([parse_values(line, n) for n, line in chunk])
-            device = model_device(model)
+                inputs, lengths = pad_series([parse_values(line, n) for n, line in chunk])  # (B, T, 1), (B,)
             logits = model(inputs.to(device), lengths.to(device))                          # (B, C)
             yield from labels.decode(logits.argmax(dim=1).tolist())
 
@@ -250,23 +202,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def parse_values(line: str, line_number: int) -> np.ndarray:
-    """The values of one input line, separated by commas or whitespace, as float32 (T, 1)."""
-    fields = [field for field in VALUE_SEPARATOR.split(line.strip()) if field]
-    if not fields:
-        raise DataFormatError(None, line_number, "empty line (values separated by commas or spaces expected)")
-    return np.asarray([parse_float(f, None, line_number, "value") for f in fields], dtype=np.float32)[:, None]
-
-
-def pad_series(series: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
-    """Series of (T_b, I) values → values (B, T, I) padded with zeros, and the lengths (B,)."""
-    lengths = torch.tensor([len(values) for values in series], dtype=torch.long)         # (B,)
-    padded = torch.zeros(len(series), int(lengths.max()), series[0].shape[1])           # (B, T, I)
-    for row, values in enumerate(series):
-        padded[row, :len(values)] = torch.from_numpy(np.asarray(values, dtype=np.float32))
-    return padded, lengths
 
 
 def _check_records_fit(records: list[Any], vocabularies: dict[str, Vocabulary]) -> None:

@@ -17,7 +17,11 @@ Data options (``data_defaults``):
   - ``"ptb-char"``: the space-separated symbols of the ``ptb.char.*`` files (``_`` marks a word
     boundary), then ``"<eos>"`` (as AWD-LSTM reads them); blank lines are skipped.
 * ``seq_len``: T, the truncated-BPTT window (default 64).
+* ``lowercase``: lower-case the text (default False), the training text and the lines to score or
+  the prompt to continue alike.
 * ``min_freq``: tokens seen fewer times in the training text become ``<unk>`` (default 1).
+
+The vocabulary is ``"tokens"`` (``<unk>`` first, then the training text's tokens by frequency).
 
 Batches: the records are joined into one id stream and cut by ``rnnkit.data.batching.stream_batches``
 into B contiguous rows and windows of T steps (each an ``LMWindow``). Training batches start the
@@ -38,12 +42,8 @@ character levels, ``bits_per_character``.
 exp(mean over its tokens, the line end included, of −ln p), reading the line as the start of a new
 line (its first token is predicted from the line separator alone, no earlier text).
 
-``generate(run_or_model, vocabularies, model_options, prompt, length, temperature, top_k, seed)``:
-the prompt followed by ``length`` sampled tokens (``rnnkit.models.sampling.generate``), as text.
-
-The vocabulary is saved under the name of its level (``{"char": …}``, ``{"word": …}`` or
-``{"ptb-char": …}``): ``predict`` and ``generate`` receive the vocabularies but not the data options,
-and the name tells them how to cut their input into tokens.
+``generate(model, state, prompt, length, temperature, top_k, seed)``: the prompt followed by
+``length`` sampled tokens (``rnnkit.models.sampling.generate``), as text.
 """
 from __future__ import annotations
 
@@ -61,27 +61,12 @@ from ..metrics import bits_per_character, perplexity
 from ..models.encoder import length_mask
 from ..models.language_model import LanguageModel, detach_state
 from ..models.sampling import generate as sample_tokens
-from .base import cell_options, register
-from .classify import model_device, numbered_chunks
+from .base import RecipeState, cell_options, register
+from .common import cased, model_device, numbered_chunks
 
 LEVELS = ("char", "word", "ptb-char")
 CHARACTER_LEVELS = ("char", "ptb-char")
-
-
-def encode_known(vocabulary: Vocabulary, tokens: Iterable[str]) -> list[int]:
-    """Token ids, a token the vocabulary lacks looked up lower-cased before it becomes ``<unk>``
-    (so that a model trained on lower-cased text reads "The" as "the")."""
-    return [vocabulary.id(token if token in vocabulary or token.lower() not in vocabulary else token.lower())
-            for token in tokens]
-
-
-class TextLines(list):
-    """What ``read`` returns: one token list per line, and ``seq_len``, the window length of the data
-    options (``batches`` receives the records but not the data options)."""
-
-    def __init__(self, lines: Iterable[list[str]], seq_len: int) -> None:
-        super().__init__(lines)
-        self.seq_len = seq_len
+VOCABULARY = "tokens"       # the name of the one vocabulary
 
 
 class LMWindow(NamedTuple):
@@ -142,36 +127,38 @@ class LanguageModelRecipe:
     name = "lm"
     summary = "language model over characters or words (perplexity, bits per character)"
     model_defaults: dict[str, Any] = {"tie_embeddings": True}
-    data_defaults: dict[str, Any] = {"level": "char", "seq_len": 64, "min_freq": 1}
+    data_defaults: dict[str, Any] = {"level": "char", "seq_len": 64, "lowercase": False, "min_freq": 1}
 
-    def read(self, path: str, data_options: dict[str, Any]) -> TextLines:
+    def read(self, path: str, data_options: dict[str, Any]) -> list[list[str]]:
         """One token list per line of ``path`` (gzip-transparent), cut at ``data_options["level"]``."""
         level = _check_level(data_options["level"])
         seq_len = data_options["seq_len"]
         if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
             raise ValueError(f"lm data option 'seq_len' must be a positive int, got {seq_len!r}")
         if level == "ptb-char":
-            return TextLines(iter_char_tokens(path, eos=True), seq_len)
-        return TextLines((line_tokens(text, level) for text in iter_lines(path)), seq_len)
+            return [[cased(symbol, data_options) for symbol in symbols]
+                    for symbols in iter_char_tokens(path, eos=True)]
+        return [line_tokens(cased(text, data_options), level) for text in iter_lines(path)]
 
-    def build_vocabularies(self, records: list[list[str]], data_options: dict[str, Any]) -> dict[str, Vocabulary]:
-        level = _check_level(data_options["level"])
-        return {level: Vocabulary.build(records, min_freq=data_options["min_freq"], specials=(UNK,))}
+    def prepare(self, records: list[list[str]], model_options: dict[str, Any],
+                data_options: dict[str, Any]) -> RecipeState:
+        """The ``"tokens"`` vocabulary of the training text; the data options as they are."""
+        vocabulary = Vocabulary.build(records, min_freq=data_options["min_freq"], specials=(UNK,))
+        return RecipeState(self.name, model_options, data_options, {VOCABULARY: vocabulary})
 
-    def build_model(self, model_options: dict[str, Any], vocabularies: dict[str, Vocabulary]) -> nn.Module:
-        _, vocabulary = _level_and_vocabulary(vocabularies)
-        return LanguageModel(len(vocabulary), embedding_dim=model_options["embedding"],
+    def build_model(self, state: RecipeState) -> nn.Module:
+        model_options = state.model_options
+        return LanguageModel(len(state.vocabularies[VOCABULARY]), embedding_dim=model_options["embedding"],
                              hidden_size=model_options["hidden"], num_layers=model_options["layers"],
                              dropout=model_options["dropout"], tie_embeddings=model_options["tie_embeddings"],
                              **cell_options(model_options))
 
-    def batches(self, records: list[list[str]], vocabularies: dict[str, Vocabulary], batch_size: int, *,
+    def batches(self, records: list[list[str]], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[LMWindow]:
-        """The stream's windows of ``records.seq_len`` steps (the default's when the records are a plain
-        list); ``shuffle``: start at a seeded offset in [0, seq_len) and shuffle the windows
-        (training). Rows are fewer than ``batch_size`` when the text is short."""
-        _, vocabulary = _level_and_vocabulary(vocabularies)
-        seq_len = getattr(records, "seq_len", self.data_defaults["seq_len"])
+        """The stream's windows of the data option ``seq_len`` steps; ``shuffle``: start at a seeded
+        offset in [0, seq_len) and shuffle the windows (training). Rows are fewer than ``batch_size``
+        when the text is short."""
+        vocabulary, seq_len = state.vocabularies[VOCABULARY], state.data_options["seq_len"]
         ids = torch.tensor([i for record in records for i in vocabulary.encode(record)], dtype=torch.long)
         rng = random.Random(seed)
         if shuffle and ids.numel() > 2 * seq_len:
@@ -185,47 +172,42 @@ class LanguageModelRecipe:
             rng.shuffle(windows)
         return windows
 
-    def task(self, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any]) -> LanguageModelTask:
-        level, _ = _level_and_vocabulary(vocabularies)
-        return LanguageModelTask(level)
+    def task(self, state: RecipeState) -> LanguageModelTask:
+        return LanguageModelTask(state.data_options["level"])
 
-    def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                lines: Iterable[str]) -> Iterator[str]:
+    def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]:
         """Each line's per-token perplexity (see the module docstring), as a number per line."""
-        level, vocabulary = _level_and_vocabulary(vocabularies)
+        level, vocabulary = state.data_options["level"], state.vocabularies[VOCABULARY]
         start = vocabulary.id(separator(level))
         for chunk in numbered_chunks(lines):
-            ids = [encode_known(vocabulary, line_tokens(line, level)) for _, line in chunk]
+            ids = [vocabulary.encode(line_tokens(cased(line, state.data_options), level)) for _, line in chunk]
             yield from (f"{value:.6g}" for value in line_perplexities(model, ids, start))
 
-    def generate(self, run_or_model: Any, vocabularies: dict[str, Vocabulary] | None = None,
-                 model_options: dict[str, Any] | None = None, prompt: str = "", length: int = 200,
+    def generate(self, model: nn.Module, state: RecipeState, prompt: str = "", length: int = 200,
                  temperature: float = 1.0, top_k: int | None = None, seed: int = 0) -> str:
         """``prompt`` followed by ``length`` tokens sampled from the model, as text.
 
         Args:
-            run_or_model: a ``rnnkit.recipes.run.TrainedRun`` (its vocabularies are used when
-                ``vocabularies`` is None) or the ``LanguageModel`` itself.
-            model_options: not needed (accepted so that every recipe operation is called alike).
+            model: the ``LanguageModel`` (``TrainedRun.model``).
+            state: its recipe state (``TrainedRun.state``): the vocabulary, the level, ``lowercase``.
             prompt: the text to continue (plain text at every level: for ``ptb-char`` its spaces
-                become ``_``); empty: start a new line.
+                become ``_``; lower-cased for the model with ``lowercase``, returned as given);
+                empty: start a new line.
             length, temperature, top_k: as ``rnnkit.models.sampling.generate`` (temperature 0: greedy).
             seed: seeds the draw (the same seed, the same text).
 
         Tokens are joined as the level writes them: characters as they are; words with spaces,
         ``<eos>`` as a line break; ``ptb-char`` symbols with ``_`` as a space and ``<eos>`` as a line break.
         """
-        model = getattr(run_or_model, "model", run_or_model)
-        if vocabularies is None:
-            vocabularies = run_or_model.state.vocabularies
-        level, vocabulary = _level_and_vocabulary(vocabularies)
+        level, vocabulary = state.data_options["level"], state.vocabularies[VOCABULARY]
+        text = cased(prompt, state.data_options)
         if level == "char":
-            prompt_tokens = list(prompt)
+            prompt_tokens = list(text)
         elif level == "word":
-            prompt_tokens = prompt.split()
+            prompt_tokens = text.split()
         else:
-            prompt_tokens = list("_".join(prompt.split()))
-        prompt_ids = [vocabulary.id(separator(level))] + encode_known(vocabulary, prompt_tokens)
+            prompt_tokens = list("_".join(text.split()))
+        prompt_ids = [vocabulary.id(separator(level))] + vocabulary.encode(prompt_tokens)
         generator = torch.Generator(device=model_device(model)).manual_seed(seed)
         new_ids = sample_tokens(model, prompt_ids, length, temperature=temperature, top_k=top_k,
                                 generator=generator)
@@ -264,14 +246,6 @@ def _check_level(level: Any) -> str:
     if level not in LEVELS:
         raise ValueError(f"lm data option 'level' must be one of {', '.join(LEVELS)}, got {level!r}")
     return level
-
-
-def _level_and_vocabulary(vocabularies: dict[str, Vocabulary]) -> tuple[str, Vocabulary]:
-    levels = [name for name in vocabularies if name in LEVELS]
-    if len(levels) != 1:
-        raise ValueError(f"an lm model has one vocabulary named after its level ({', '.join(LEVELS)}), "
-                         f"got {sorted(vocabularies)}")
-    return levels[0], vocabularies[levels[0]]
 
 
 register(LanguageModelRecipe())

@@ -25,15 +25,12 @@ Prediction: one line of values (the recent history, separated by commas or space
 ``window`` of them are read, fewer are read as they are) → the ``horizon`` forecast values,
 separated by spaces.
 
-Where the normalisation is kept: ``build_model``, ``batches``, ``task`` and ``predict`` receive the
-vocabularies, not the data options, so window, horizon, μ and σ travel as the ``"series"`` entry of
-the vocabularies (``SeriesSettings``: ``key=value`` symbols, exact through JSON).
+The normalisation is kept with the data options: ``prepare`` completes ``mean`` and ``std`` with
+the training series' (when not given), so that evaluation and prediction normalise as training did.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
@@ -44,11 +41,10 @@ from torch import Tensor, nn
 from ..data.batching import bucket_batches
 from ..data.errors import DataFormatError
 from ..data.timeseries import read_series_csv, read_series_txt, sliding_windows
-from ..data.vocab import Vocabulary
 from ..models.regressor import SequenceRegressor
 from ..train.task import RegressionTask
-from .base import cell_options, register
-from .classify import model_device, numbered_chunks, pad_series, parse_values
+from .base import RecipeState, cell_options, register
+from .common import model_device, numbered_chunks, pad_series, parse_values
 
 FORMATS = ("auto", "csv", "txt")
 
@@ -64,33 +60,9 @@ class ForecastBatch(NamedTuple):
     targets: Tensor        # (B, K) normalised future
 
 
-@dataclass(frozen=True)
-class SeriesSettings:
-    """What reading, the model and the metrics need to know of the training series."""
-
-    window: int
-    horizon: int
-    mean: float
-    std: float
-
-    def to_vocabulary(self) -> Vocabulary:
-        """``window=20``, ``horizon=1``, ``mean=…``, ``std=…`` as symbols (floats by ``repr``: exact)."""
-        return Vocabulary([f"{key}={value!r}" for key, value in dataclasses.asdict(self).items()], unknown=None)
-
-    @classmethod
-    def from_vocabularies(cls, vocabularies: dict[str, Vocabulary]) -> "SeriesSettings":
-        if "series" not in vocabularies:
-            raise ValueError("the regress recipe needs the 'series' entry of its vocabularies "
-                             "(window, horizon, mean, std); was the model trained by the regress recipe?")
-        values = dict(symbol.partition("=")[::2] for symbol in vocabularies["series"].symbols)
-        try:
-            return cls(int(values["window"]), int(values["horizon"]), float(values["mean"]), float(values["std"]))
-        except (KeyError, ValueError) as error:
-            raise ValueError(f"the 'series' vocabulary {vocabularies['series'].symbols} must hold window=, "
-                             f"horizon=, mean= and std= ({error})") from None
-
-    def normalise(self, values: np.ndarray) -> np.ndarray:
-        return (values - self.mean) / self.std
+def normalised(values: np.ndarray, data_options: dict[str, Any]) -> np.ndarray:
+    """(x − μ) / σ with μ, σ the data options ``mean`` and ``std`` (completed by ``prepare``)."""
+    return (values - data_options["mean"]) / data_options["std"]
 
 
 class RegressRecipe:
@@ -112,49 +84,51 @@ class RegressRecipe:
         histories, futures = sliding_windows(series, window, horizon)            # (N, W, 1), (N, K)
         return [Window(history[:, 0], future) for history, future in zip(histories, futures)]
 
-    def build_vocabularies(self, records: list[Window], data_options: dict[str, Any]) -> dict[str, Vocabulary]:
-        """The ``"series"`` settings: window, horizon, and μ, σ of the training series."""
+    def prepare(self, records: list[Window], model_options: dict[str, Any],
+                data_options: dict[str, Any]) -> RecipeState:
+        """No vocabulary; the data options completed with ``mean`` and ``std``, μ and σ of the
+        training series (those given are kept)."""
         series = np.concatenate([[r.history[0] for r in records], records[-1].history[1:], records[-1].future])
         mean = float(series.mean()) if data_options["mean"] is None else float(data_options["mean"])
         std = float(series.std()) if data_options["std"] is None else float(data_options["std"])
         if not std > 0:
             raise ValueError(f"the standard deviation used to normalise must be positive, got {std} "
                              "(a constant training series, or the data option std)")
-        return {"series": SeriesSettings(data_options["window"], data_options["horizon"], mean, std).to_vocabulary()}
+        return RecipeState(self.name, model_options, {**data_options, "mean": mean, "std": std})
 
-    def build_model(self, model_options: dict[str, Any], vocabularies: dict[str, Vocabulary]) -> SequenceRegressor:
-        settings = SeriesSettings.from_vocabularies(vocabularies)
-        return SequenceRegressor(1, settings.horizon, hidden_size=model_options["hidden"],
+    def build_model(self, state: RecipeState) -> SequenceRegressor:
+        model_options = state.model_options
+        return SequenceRegressor(1, state.data_options["horizon"], hidden_size=model_options["hidden"],
                                  num_layers=model_options["layers"], bidirectional=model_options["bidirectional"],
                                  dropout=model_options["dropout"], **cell_options(model_options))
 
-    def batches(self, records: list[Window], vocabularies: dict[str, Vocabulary], batch_size: int, *,
+    def batches(self, records: list[Window], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[ForecastBatch]:
-        settings = SeriesSettings.from_vocabularies(vocabularies)
+        """Batches of normalised windows and the normalised values that follow them."""
+        options = state.data_options
         histories = np.stack([r.history for r in records])                     # (N, W)
         futures = np.stack([r.future for r in records])                        # (N, K)
-        if futures.shape[1] != settings.horizon:
+        if futures.shape[1] != options["horizon"]:
             raise ValueError(f"these windows have a horizon of {futures.shape[1]} values, the model forecasts "
-                             f"{settings.horizon}")
-        inputs = torch.from_numpy(settings.normalise(histories)).float().unsqueeze(2)   # (N, W, 1)
-        targets = torch.from_numpy(settings.normalise(futures)).float()                  # (N, K)
+                             f"{options['horizon']}")
+        inputs = torch.from_numpy(normalised(histories, options)).float().unsqueeze(2)   # (N, W, 1)
+        targets = torch.from_numpy(normalised(futures, options)).float()                  # (N, K)
         # windows have one length: bucketing only shuffles and cuts
         order = bucket_batches([len(r.history) for r in records], batch_size, shuffle=shuffle, seed=seed)
         return [ForecastBatch(inputs[indices], targets[indices]) for indices in order]
 
-    def task(self, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any]) -> "ForecastTask":
-        return ForecastTask(SeriesSettings.from_vocabularies(vocabularies).std)
+    def task(self, state: RecipeState) -> "ForecastTask":
+        return ForecastTask(state.data_options["std"])
 
-    def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                lines: Iterable[str]) -> Iterator[str]:
+    def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]:
         """The forecast after each line of values; a line without values, or with a word, raises
         DataFormatError naming it (``<input>:N``)."""
-        settings = SeriesSettings.from_vocabularies(vocabularies)
+        options = state.data_options
         device = model_device(model)
         for chunk in numbered_chunks(lines):
-            histories = [settings.normalise(parse_values(line, n)[-settings.window:]) for n, line in chunk]
+            histories = [normalised(parse_values(line, n)[-options["window"]:], options) for n, line in chunk]
             inputs, lengths = pad_series(histories)                                         # (B, T, 1), (B,)
-            forecasts = model(inputs.to(device), lengths.to(device)) * settings.std + settings.mean   # (B, K)
+            forecasts = model(inputs.to(device), lengths.to(device)) * options["std"] + options["mean"]  # (B, K)
             for forecast in forecasts.tolist():
                 yield " ".join(f"{value:.6g}" for value in forecast)
 

@@ -1,7 +1,7 @@
 """Train, load, evaluate and predict with any recipe: what `rnnkit train/evaluate/predict` call.
 
 A trained model lives in a run directory (``--out``): ``checkpoints/step-N/`` (safetensors weights,
-JSON configuration and vocabularies, a SHA-256 manifest; ``rnnkit.train.checkpoint``),
+the recipe's state as JSON (options, vocabularies), a SHA-256 manifest; ``rnnkit.train.checkpoint``),
 ``checkpoints/best.json``, ``train.csv``, ``eval.csv``, ``curves.png``. ``load_run`` rebuilds the model
 from the best checkpoint (the last one where there was no dev set) without executing anything read.
 """
@@ -33,10 +33,11 @@ class TrainedRun:
 def train(task: str, train_path: str, dev_path: str | None, train_config: TrainConfig, *,
           model_options: dict[str, Any] | None = None, data_options: dict[str, Any] | None = None,
           batch_size: int = 32, echo=print) -> tuple[TrainedRun, History]:
-    """Read the files, build the vocabularies and the model, train; return the run and its history.
+    """Read the files, prepare the recipe's state (vocabularies, completed data options), build the
+    model, train; return the run and its history.
 
-    ``train_config.resume`` continues the run in ``train_config.out_dir`` with the vocabularies and
-    options it was started with (the ones given here must then agree or be omitted)."""
+    ``train_config.resume`` continues the run in ``train_config.out_dir`` with the state it was
+    started with (the options given here must then agree or be omitted)."""
     recipe = get_recipe(task)
     state = _resumed_state(train_config, recipe)
     if state is None:
@@ -45,25 +46,22 @@ def train(task: str, train_path: str, dev_path: str | None, train_config: TrainC
         train_records = recipe.read(train_path, data_options)
         if not train_records:
             raise ValueError(f"{train_path}: holds no training examples")
-        state = RecipeState(recipe.name, model_options, data_options,
-                            recipe.build_vocabularies(train_records, data_options))
+        state = recipe.prepare(train_records, model_options, data_options)
     else:
         train_records = recipe.read(train_path, state.data_options)
     dev_records = recipe.read(dev_path, state.data_options) if dev_path else None
     torch.manual_seed(train_config.seed)
-    model = recipe.build_model(state.model_options, state.vocabularies)
+    model = recipe.build_model(state)
     echo(f"{recipe.name}: {len(train_records)} training examples"
          + (f", {len(dev_records)} dev examples" if dev_records is not None else "")
          + f"; {sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters")
 
     def train_batches(epoch: int) -> list[Any]:
-        return recipe.batches(train_records, state.vocabularies, batch_size, shuffle=True,
-                              seed=train_config.seed + epoch)
+        return recipe.batches(train_records, state, batch_size, shuffle=True, seed=train_config.seed + epoch)
 
-    dev_batches = (recipe.batches(dev_records, state.vocabularies, batch_size, shuffle=False, seed=0)
+    dev_batches = (recipe.batches(dev_records, state, batch_size, shuffle=False, seed=0)
                    if dev_records else None)
-    trainer = Trainer(model, recipe.task(state.vocabularies, state.model_options), train_config,
-                      extra=state.to_dict())
+    trainer = Trainer(model, recipe.task(state), train_config, extra=state.to_dict())
     history = trainer.fit(train_batches, dev_batches)
     run = load_run(train_config.out_dir) if train_config.out_dir else TrainedRun(recipe, model, state, Path())
     return run, history
@@ -76,7 +74,7 @@ def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
     checkpoint = load_checkpoint(path)
     state = RecipeState.from_dict(checkpoint.extra, str(path / "extra.json"))
     recipe = get_recipe(state.recipe)
-    model = recipe.build_model(state.model_options, state.vocabularies)
+    model = recipe.build_model(state)
     try:
         checkpoint.restore(model)
     except RuntimeError as error:
@@ -91,8 +89,8 @@ def evaluate(run: TrainedRun, test_path: str, batch_size: int = 64) -> dict[str,
     records = run.recipe.read(test_path, run.state.data_options)
     if not records:
         raise ValueError(f"{test_path}: holds no examples to evaluate on")
-    batches = run.recipe.batches(records, run.state.vocabularies, batch_size, shuffle=False, seed=0)
-    task = run.recipe.task(run.state.vocabularies, run.state.model_options)
+    batches = run.recipe.batches(records, run.state, batch_size, shuffle=False, seed=0)
+    task = run.recipe.task(run.state)
     run.model.eval()
     with torch.no_grad():
         return task.evaluate(run.model, batches)
@@ -102,7 +100,7 @@ def predict(run: TrainedRun, lines: Iterable[str]) -> Iterator[str]:
     """One output line per input line (labels, tags, translations, forecasts)."""
     run.model.eval()
     with torch.no_grad():
-        yield from run.recipe.predict(run.model, run.state.vocabularies, run.state.model_options, lines)
+        yield from run.recipe.predict(run.model, run.state, lines)
 
 
 def _checkpoint_of(run_dir: Path, which: str) -> Path:

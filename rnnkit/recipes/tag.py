@@ -12,7 +12,8 @@ Data option ``format``:
   an intent head is then added to the tagger automatically and trained jointly;
 * ``auto`` (default): a folder is ATIS, a file CoNLL-U.
 
-Other data option: ``min_freq`` (1). Model options: ``crf`` (False), ``char_features`` (False),
+Other data options: ``lowercase`` (False: lower-case the words read, those of training, evaluation
+and prediction alike), ``min_freq`` (1). Model options: ``crf`` (False), ``char_features`` (False),
 besides the common ones.
 
 Vocabularies: ``words``, ``chars`` (the characters of the training words, used when
@@ -30,7 +31,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.atis import AtisUtterance, iter_atis
@@ -38,11 +38,10 @@ from ..data.batching import bucket_batches, pad_batch
 from ..data.conll import TaggedSentence, iter_conllu
 from ..data.vocab import Vocabulary
 from ..metrics import accuracy, span_f1
-from ..models.encoder import length_mask
 from ..models.tagger import SequenceTagger, TaggerOutput
 from ..train.distributed import unwrap
-from .base import cell_options, register
-from .classify import encode_words, label_ids, lowercases_input, model_device, numbered_chunks, split_words
+from .base import RecipeState, cell_options, register
+from .common import cased, encode_words, label_ids, model_device, numbered_chunks, split_words
 
 FORMATS = ("auto", "conllu", "atis")
 BIO_TAG = re.compile(r"[BIES]-.+")
@@ -65,17 +64,24 @@ class TagRecipe:
     name = "tag"
     summary = "word -> tag: POS tagging (CoNLL-U), ATIS slot filling with a joint intent"
     model_defaults: dict[str, Any] = {"crf": False, "char_features": False}
-    data_defaults: dict[str, Any] = {"format": "auto", "column": "upos", "min_freq": 1}
+    data_defaults: dict[str, Any] = {"format": "auto", "column": "upos", "lowercase": False, "min_freq": 1}
 
     def read(self, path: str, data_options: dict[str, Any]) -> list[TaggedSentence | AtisUtterance]:
+        """The tagged sentences of ``path`` (see ``format`` in the module's docstring), their words
+        lower-cased with ``lowercase``."""
         data_format = data_options["format"]
         if data_format not in FORMATS:
             raise ValueError(f"tag data option format must be one of {', '.join(FORMATS)}, got {data_format!r}")
         if data_format == "atis" or (data_format == "auto" and Path(path).is_dir()):
-            return list(iter_atis(path))
-        return list(iter_conllu(path, column=data_options["column"]))
+            records = list(iter_atis(path))
+        else:
+            records = list(iter_conllu(path, column=data_options["column"]))
+        if not data_options["lowercase"]:
+            return records
+        return [r._replace(words=[cased(word, data_options) for word in r.words]) for r in records]
 
-    def build_vocabularies(self, records: list[Any], data_options: dict[str, Any]) -> dict[str, Vocabulary]:
+    def prepare(self, records: list[Any], model_options: dict[str, Any], data_options: dict[str, Any]) -> RecipeState:
+        """The ``words``, ``chars``, ``tags`` (and, for ATIS, ``intents``) of the training records."""
         words = Vocabulary.build((r.words for r in records), min_freq=data_options["min_freq"])
         vocabularies = {
             "words": words,
@@ -84,9 +90,10 @@ class TagRecipe:
         }
         if isinstance(records[0], AtisUtterance):
             vocabularies["intents"] = Vocabulary.build(([r.intent] for r in records), specials=(), unknown=None)
-        return vocabularies
+        return RecipeState(self.name, model_options, data_options, vocabularies)
 
-    def build_model(self, model_options: dict[str, Any], vocabularies: dict[str, Vocabulary]) -> SequenceTagger:
+    def build_model(self, state: RecipeState) -> SequenceTagger:
+        model_options, vocabularies = state.model_options, state.vocabularies
         words, chars, intents = vocabularies["words"], vocabularies["chars"], vocabularies.get("intents")
         if chars.pad_index != words.pad_index:
             raise ValueError(f"the word and character vocabularies must pad with the same id (the tagger "
@@ -99,9 +106,10 @@ class TagRecipe:
                               num_intents=len(intents) if intents is not None else None,
                               padding_idx=words.pad_index, **cell_options(model_options))
 
-    def batches(self, records: list[Any], vocabularies: dict[str, Vocabulary], batch_size: int, *,
+    def batches(self, records: list[Any], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[TagBatch]:
         """Batches of sentences of similar lengths (``bucket_batches``), with their true lengths."""
+        vocabularies = state.vocabularies
         if records and isinstance(records[0], AtisUtterance) != ("intents" in vocabularies):
             raise ValueError("the model was trained " + ("with" if "intents" in vocabularies else "without")
                              + " intents (ATIS), but this data " + ("has none" if "intents" in vocabularies
@@ -109,18 +117,18 @@ class TagRecipe:
         order = bucket_batches([len(r.words) for r in records], batch_size, shuffle=shuffle, seed=seed)
         return [tag_batch([records[i] for i in indices], vocabularies) for indices in order]
 
-    def task(self, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any]) -> "TaggingTask":
-        return TaggingTask(vocabularies["tags"], vocabularies.get("intents"))
+    def task(self, state: RecipeState) -> "TaggingTask":
+        return TaggingTask(state.vocabularies["tags"], state.vocabularies.get("intents"))
 
-    def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                lines: Iterable[str]) -> Iterator[str]:
-        """The tags of each whitespace-tokenised line (``\\t`` and the intent with an intent head);
-        a line without words raises DataFormatError naming it (``<input>:N``)."""
+    def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]:
+        """The tags of each whitespace-tokenised line (``\\t`` and the intent with an intent head),
+        its words lower-cased with ``lowercase``; a line without words raises DataFormatError naming
+        it (``<input>:N``)."""
+        vocabularies = state.vocabularies
         words, tags, intents = vocabularies["words"], vocabularies["tags"], vocabularies.get("intents")
-        lowercase = lowercases_input(words)
         device = model_device(model)
         for chunk in numbered_chunks(lines):
-            sentences = [split_words(line, line_number, lowercase) for line_number, line in chunk]
+            sentences = [split_words(line, line_number, state.data_options) for line_number, line in chunk]
             word_ids, lengths = encode_words(sentences, words)                            # (B, T), (B,)
             chars, char_lengths = char_ids(sentences, vocabularies["chars"])              # (B, T, W), (B, T)
             paths, intent_ids = tag_sentences(model, *(tensor.to(device) for tensor in
@@ -177,7 +185,7 @@ def is_bio(tags: Vocabulary) -> bool:
 class TaggingTask:
     """The tagger's loss, per word (plus the mean intent cross-entropy), and the tagging metrics.
 
-    The loss is ``SequenceTagger.loss``'s, computed from ``forward``'s output so that the call goes
+    The loss is ``SequenceTagger.loss_from_output`` of ``model(...)``'s output, so that the call goes
     through DistributedDataParallel's forward (which a call of ``.loss`` on the inner model would
     bypass, leaving the gradients unsynchronised).
 
@@ -199,17 +207,9 @@ class TaggingTask:
             raise ValueError("a training batch holds a tag or intent the vocabularies lack; "
                              "resume a run only with the training file it started from")
         characters = (batch.chars, batch.char_lengths) if tagger.char_encoder is not None else ()
-        output: TaggerOutput = model(batch.words, batch.lengths, *characters)
-        B, T, K = output.emissions.shape
-        words = int(batch.lengths.sum())
-        if tagger.crf is not None:
-            loss = -tagger.crf.log_likelihood(output.emissions, batch.tags, batch.lengths).sum() / words
-        else:
-            mask = length_mask(batch.lengths, T)                                           # (B, T)
-            loss = F.cross_entropy(output.emissions[mask], batch.tags[mask])               # mean over words
-        if output.intent_logits is not None:
-            loss = loss + F.cross_entropy(output.intent_logits, batch.intents)             # mean over sentences
-        return loss, {"tokens": words, "examples": B}
+        output: TaggerOutput = model(batch.words, batch.lengths, *characters)   # through DDP's forward
+        loss = tagger.loss_from_output(output, batch.lengths, batch.tags, batch.intents)
+        return loss, {"tokens": int(batch.lengths.sum()), "examples": len(batch.gold_tags)}
 
     def evaluate(self, model: nn.Module, batches: Iterable[TagBatch]) -> dict[str, float]:
         predicted, gold, predicted_intents, gold_intents = [], [], [], []

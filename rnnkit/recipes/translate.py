@@ -35,11 +35,11 @@ nor after opening brackets; sacrebleu then applies its own 13a tokenisation to b
 for published scores. Decoding stops after 2·S + 10 steps, S the longest source of the batch.
 
 ``predict``: each raw source sentence → its detokenised translation (an empty line → an empty line).
-``translate(model, vocabularies, model_options, lines, beam, max_length)`` returns, for each line,
-the translation, the attention weights (T_out, S) (None without attention), the source tokens and
-the output tokens (the final ``<eos>`` included when produced, one per row of the weights), for
-``rnnkit.diagnose.attention.plot_attention``. Input tokens missing from the source vocabulary are
-looked up lower-cased before they become ``<unk>`` (a lower-cased model reads "The" as "the").
+``translate(model, state, lines, beam, max_length)`` returns, for each line, the translation, the
+attention weights (T_out, S) (None without attention), the source tokens as the model read them
+(tokenised, lower-cased with ``lowercase``, as the training sources were) and the output tokens (the
+final ``<eos>`` included when produced, one per row of the weights), for
+``rnnkit.diagnose.attention.plot_attention``.
 """
 from __future__ import annotations
 
@@ -47,7 +47,6 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 from ..data.batching import bucket_batches, pad_batch
@@ -57,9 +56,8 @@ from ..metrics import bleu, chrf, perplexity
 from ..models.decoding import Hypothesis, beam_search, greedy_decode
 from ..models.seq2seq import Seq2Seq
 from ..train.distributed import unwrap
-from .base import cell_options, register
-from .classify import model_device, numbered_chunks
-from .lm import encode_known
+from .base import RecipeState, cell_options, register
+from .common import cased, model_device, numbered_chunks
 
 FORMATS = ("auto", "tsv", "parallel")
 PREDICT_CHUNK = 32          # sentences decoded together by translate
@@ -77,15 +75,6 @@ def detokenize(tokens: Iterable[str]) -> str:
 def decoding_limit(source_lengths: Tensor) -> int:
     """Decoding steps allowed for a batch: 2·S + 10, S its longest source."""
     return 2 * int(source_lengths.max()) + 10
-
-
-class Pairs(list):
-    """What ``read`` returns: the sentence pairs, and ``max_length`` of the data options
-    (``batches`` receives the records but not the data options)."""
-
-    def __init__(self, pairs: Iterable[SentencePair], max_length: int | None) -> None:
-        super().__init__(pairs)
-        self.max_length = max_length
 
 
 class TranslationBatch(NamedTuple):
@@ -155,7 +144,7 @@ class TranslateRecipe:
     data_defaults: dict[str, Any] = {"format": "auto", "reverse": False, "lowercase": False, "min_freq": 1,
                                      "max_length": 50}
 
-    def read(self, path: str, data_options: dict[str, Any]) -> Pairs:
+    def read(self, path: str, data_options: dict[str, Any]) -> list[SentencePair]:
         """The sentence pairs of ``path`` (see ``format`` in the module docstring)."""
         fmt = data_options["format"]
         if fmt not in FORMATS:
@@ -171,16 +160,20 @@ class TranslateRecipe:
                 raise ValueError(f"{path}: the parallel format takes two line-aligned files as "
                                  "SOURCE_FILE,TARGET_FILE (e.g. train.de.gz,train.en.gz)")
             pairs = read_parallel(names[0], names[1], lowercase=lowercase)
-        return Pairs(pairs, data_options["max_length"])
+        return pairs
 
-    def build_vocabularies(self, records: list[SentencePair], data_options: dict[str, Any]) -> dict[str, Vocabulary]:
+    def prepare(self, records: list[SentencePair], model_options: dict[str, Any],
+                data_options: dict[str, Any]) -> RecipeState:
+        """The ``source`` and ``target`` vocabularies of the training pairs; the data options as they are."""
         min_freq = data_options["min_freq"]
-        return {"source": Vocabulary.build((pair.source for pair in records), min_freq=min_freq),
-                "target": Vocabulary.build((pair.target for pair in records), min_freq=min_freq,
-                                           specials=(PAD, UNK, BOS, EOS))}
+        vocabularies = {"source": Vocabulary.build((pair.source for pair in records), min_freq=min_freq),
+                        "target": Vocabulary.build((pair.target for pair in records), min_freq=min_freq,
+                                                   specials=(PAD, UNK, BOS, EOS))}
+        return RecipeState(self.name, model_options, data_options, vocabularies)
 
-    def build_model(self, model_options: dict[str, Any], vocabularies: dict[str, Vocabulary]) -> nn.Module:
-        source, target = vocabularies["source"], vocabularies["target"]
+    def build_model(self, state: RecipeState) -> nn.Module:
+        model_options = state.model_options
+        source, target = state.vocabularies["source"], state.vocabularies["target"]
         return Seq2Seq(len(source), len(target), model_options["embedding"], model_options["hidden"],
                        num_layers=model_options["layers"],
                        bidirectional_encoder=model_options["bidirectional"],
@@ -188,40 +181,42 @@ class TranslateRecipe:
                        dropout=model_options["dropout"], bos_index=target.index[BOS],
                        eos_index=target.index[EOS], padding_idx=target.pad_index, **cell_options(model_options))
 
-    def batches(self, records: list[SentencePair], vocabularies: dict[str, Vocabulary], batch_size: int, *,
+    def batches(self, records: list[SentencePair], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[TranslationBatch]:
         """Batches of pairs of similar source length; ``shuffle`` (training) also leaves out the pairs
-        longer than ``records.max_length`` on either side."""
-        max_length = getattr(records, "max_length", None)
+        longer than the data option ``max_length`` on either side."""
+        max_length = state.data_options["max_length"]
         if shuffle and max_length is not None:
             records = [pair for pair in records
                        if len(pair.source) <= max_length and len(pair.target) <= max_length]
             if not records:
                 raise ValueError(f"no training pair has at most max_length={max_length} tokens on both sides")
         groups = bucket_batches([len(pair.source) for pair in records], batch_size, shuffle=shuffle, seed=seed)
-        return [self._batch([records[i] for i in group], vocabularies) for group in groups]
+        return [self._batch([records[i] for i in group], state.vocabularies) for group in groups]
 
-    def task(self, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any]) -> TranslationTask:
-        return TranslationTask(vocabularies["target"], model_options["beam"], model_options["length_penalty"])
+    def task(self, state: RecipeState) -> TranslationTask:
+        options = state.model_options
+        return TranslationTask(state.vocabularies["target"], options["beam"], options["length_penalty"])
 
-    def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                lines: Iterable[str]) -> Iterator[str]:
+    def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]:
         """Each raw source sentence → its detokenised translation."""
         for chunk in numbered_chunks(lines):
-            yield from (t.text for t in self.translate(model, vocabularies, model_options, [l for _, l in chunk]))
+            yield from (t.text for t in self.translate(model, state, [line for _, line in chunk]))
 
-    def translate(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                  lines: Iterable[str], beam: int | None = None, max_length: int | None = None) -> list[Translation]:
-        """Translate raw sentences; ``beam`` None: the model option's; ``max_length`` None: 2·S + 10
+    def translate(self, model: nn.Module, state: RecipeState, lines: Iterable[str], beam: int | None = None,
+                  max_length: int | None = None) -> list[Translation]:
+        """Translate raw sentences, tokenised (and lower-cased with the data option ``lowercase``) as
+        the training sources were; ``beam`` None: the model option's; ``max_length`` None: 2·S + 10
         decoding steps. An empty sentence gets an empty translation (and no attention)."""
-        source_vocabulary, target_vocabulary = vocabularies["source"], vocabularies["target"]
+        model_options = state.model_options
+        source_vocabulary, target_vocabulary = state.vocabularies["source"], state.vocabularies["target"]
         beam = model_options["beam"] if beam is None else beam
-        tokenised = [simple_tokenize(line) for line in lines]
+        tokenised = [simple_tokenize(cased(line, state.data_options)) for line in lines]
         results = [Translation("", None, [], []) for _ in tokenised]
         filled = [k for k, tokens in enumerate(tokenised) if tokens]
         for start in range(0, len(filled), PREDICT_CHUNK):
             rows = filled[start:start + PREDICT_CHUNK]
-            source, source_lengths = pad_batch([encode_known(source_vocabulary, tokenised[k]) for k in rows],
+            source, source_lengths = pad_batch([source_vocabulary.encode(tokenised[k]) for k in rows],
                                                source_vocabulary.pad_index)              # (B, S), (B,)
             device = model_device(model)
             hypotheses = decode(model, source.to(device), source_lengths.to(device), beam,

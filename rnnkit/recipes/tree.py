@@ -32,8 +32,8 @@ that starts with ``(`` is read as a bracketed tree (its labels ignored); any oth
 a whitespace-tokenised sentence and given a right-branching binary tree over its words,
 ``(w1 (w2 (… (w_{n-1} w_n))))``: the root composes the first word with the rest of the sentence
 (no parser here; a model trained on SST's parses reads such trees less well than real parses).
-Words missing from the vocabulary are looked up lower-cased before they become ``<unk>``; an empty
-line gives an empty line.
+Its words are lower-cased with ``lowercase``, as the training trees' were; an empty line gives an
+empty line.
 """
 from __future__ import annotations
 
@@ -50,9 +50,8 @@ from ..data.trees import Tree, TreeBatch, binarize, parse_tree, trees_to_batch
 from ..data.vocab import Vocabulary
 from ..metrics import accuracy
 from ..models.tree import COMPOSITIONS, TreeClassifier
-from .base import COMMON_MODEL_DEFAULTS, register
-from .classify import model_device, numbered_chunks
-from .lm import encode_known
+from .base import COMMON_MODEL_DEFAULTS, RecipeState, register
+from .common import cased, model_device, numbered_chunks
 
 LABEL_SETS = ("binary", "fine")
 FINE_LABELS = ("0", "1", "2", "3", "4")
@@ -120,16 +119,20 @@ class TreeRecipe:
             if labels == "binary" and POLARITY[tree.label] == NEUTRAL:
                 continue
             polarity = POLARITY.get if labels == "binary" else str
-            trees.append(binarize(map_tree(tree, polarity, str.lower if data_options["lowercase"] else str)))
+            trees.append(binarize(map_tree(tree, polarity, lambda word: cased(word, data_options))))
         return trees
 
-    def build_vocabularies(self, records: list[Tree], data_options: dict[str, Any]) -> dict[str, Vocabulary]:
+    def prepare(self, records: list[Tree], model_options: dict[str, Any], data_options: dict[str, Any]) -> RecipeState:
+        """The ``words`` of the training trees and the ``labels`` of the label set; the data options as they are."""
         # binary: neutral last, so that the classes are ids 0 .. C-1 and neutral (id C) is no class
         labels = ("negative", "positive", NEUTRAL) if data_options["labels"] == "binary" else FINE_LABELS
-        return {"words": Vocabulary.build((tree.leaves() for tree in records), min_freq=data_options["min_freq"]),
-                "labels": Vocabulary(labels, unknown=None)}
+        vocabularies = {"words": Vocabulary.build((tree.leaves() for tree in records),
+                                                  min_freq=data_options["min_freq"]),
+                        "labels": Vocabulary(labels, unknown=None)}
+        return RecipeState(self.name, model_options, data_options, vocabularies)
 
-    def build_model(self, model_options: dict[str, Any], vocabularies: dict[str, Vocabulary]) -> nn.Module:
+    def build_model(self, state: RecipeState) -> nn.Module:
+        model_options, vocabularies = state.model_options, state.vocabularies
         for key in ("cell", "variant", "layers"):
             if model_options[key] != COMMON_MODEL_DEFAULTS[key]:
                 raise ValueError(f"tree model option {key!r} does not apply (the composition "
@@ -138,21 +141,20 @@ class TreeRecipe:
                               composition=model_options["composition"], embedding_dim=model_options["embedding"],
                               hidden_size=model_options["hidden"], dropout=model_options["dropout"])
 
-    def batches(self, records: list[Tree], vocabularies: dict[str, Vocabulary], batch_size: int, *,
+    def batches(self, records: list[Tree], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[TreeBatch]:
         """Batches of trees with similar numbers of words (so that their depths are alike)."""
+        words, labels = state.vocabularies["words"], state.vocabularies["labels"]
         groups = bucket_batches([len(tree.leaves()) for tree in records], batch_size, shuffle=shuffle, seed=seed)
-        return [trees_to_batch([records[i] for i in group], vocabularies["words"], vocabularies["labels"])
-                for group in groups]
+        return [trees_to_batch([records[i] for i in group], words, labels) for group in groups]
 
-    def task(self, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any]) -> TreeTask:
-        return TreeTask(vocabularies["labels"].index.get(NEUTRAL))
+    def task(self, state: RecipeState) -> TreeTask:
+        return TreeTask(state.vocabularies["labels"].index.get(NEUTRAL))
 
-    def predict(self, model: nn.Module, vocabularies: dict[str, Vocabulary], model_options: dict[str, Any],
-                lines: Iterable[str]) -> Iterator[str]:
+    def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]:
         """Each bracketed tree or sentence → its root's label (see the module docstring)."""
         for chunk in numbered_chunks(lines):
-            yield from root_labels(model, vocabularies, chunk)
+            yield from root_labels(model, state, chunk)
 
 
 def map_tree(tree: Tree, label: Callable[[str], str], word: Callable[[str], str]) -> Tree:
@@ -171,15 +173,14 @@ def right_branching(words: list[str], label: str) -> Tree:
 
 
 @torch.no_grad()
-def root_labels(model: nn.Module, vocabularies: dict[str, Vocabulary],
-                lines: list[tuple[int, str]]) -> list[str]:
+def root_labels(model: nn.Module, state: RecipeState, lines: list[tuple[int, str]]) -> list[str]:
     """The predicted root label of each (line number, line), a bracketed tree or a sentence; "" for
     an empty line."""
-    words, labels = vocabularies["words"], vocabularies["labels"]
+    words, labels = state.vocabularies["words"], state.vocabularies["labels"]
     rows = [row for row, (_, line) in enumerate(lines) if line.strip()]
     results = [""] * len(lines)
     if rows:
-        trees = [input_tree(lines[row][1], lines[row][0], words, labels.symbols[0]) for row in rows]
+        trees = [input_tree(lines[row][1], lines[row][0], labels.symbols[0], state.data_options) for row in rows]
         batch = trees_to_batch(trees, words, labels).to(model_device(model))
         logits = model(batch.words, batch.left, batch.right, batch.level_sizes)     # (N, C)
         for row, label in zip(rows, logits[batch.roots].argmax(-1).tolist()):      # (B,)
@@ -187,14 +188,13 @@ def root_labels(model: nn.Module, vocabularies: dict[str, Vocabulary],
     return results
 
 
-def input_tree(line: str, line_number: int, words: Vocabulary, label: str) -> Tree:
-    """The binary tree of a predict line (bracketed, or right-branching over a sentence's words), its
-    words spelled as the vocabulary has them and every node labelled ``label``."""
+def input_tree(line: str, line_number: int, label: str, data_options: dict[str, Any]) -> Tree:
+    """The binary tree of a predict line (bracketed, or right-branching over a sentence's words),
+    every node labelled ``label``, its words ``cased`` as the training trees' were."""
     text = line.strip()
     shape = binarize(parse_tree(text, path="<input>", line=line_number)) if text.startswith("(") \
         else right_branching(text.split(), label)
-    spelled = iter(words.decode(encode_known(words, shape.leaves())))
-    return map_tree(shape, lambda _: label, lambda _: next(spelled))
+    return map_tree(shape, lambda _: label, lambda word: cased(word, data_options))
 
 
 def _classes(labels: Vocabulary) -> list[str]:
