@@ -5,6 +5,17 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_for_the_suite():
+    """Every test runs on one intra-op thread: the suite's tensors are small, and with two threads on a
+    busy machine a small training step measured 15-50x slower (libgomp's spin-waiting), enough to
+    push the suite past its time limit. Tests of threading set their own count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors gain nothing from intra-op threads, only contention: run a module on one thread
