@@ -139,7 +139,7 @@ def _option_home(key: str, recipe: Recipe) -> tuple[str, str]:
         raise ValueError(f"--option {key}: {key!r} is both a model and a data option of {recipe.name}; "
                          f"write model.{key} or data.{key}")
     if not found:
-        resolve_options({key: None}, {**homes["model"], **homes["data"]}, f"{recipe.name} --option")
+        resolve_options({key: None}, {**homes["model"], **homes["data"]}, f"{recipe.name} model or data")
     return found[0], key
 
 

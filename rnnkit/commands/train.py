@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ..train.checkpoint import list_checkpoints
+from ..train.trainer import CHECKPOINTS_DIR
 from .errors import user_errors
 from .settings import TrainSettings, resolve_settings
 
@@ -88,6 +90,7 @@ def train_command(ctx: click.Context, config_file: Path | None, options: tuple[s
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
     with user_errors():
         settings = resolve_settings(config_file, given, options)
+        _check_out(settings)
         _echo_settings(settings)
         trained, history = run.train(settings.task, settings.train, settings.dev, settings.config,
                                      model_options=settings.model_options, data_options=settings.data_options,
@@ -98,6 +101,13 @@ def train_command(ctx: click.Context, config_file: Path | None, options: tuple[s
                             if name not in ("step", "epoch"))
         click.echo(f"best dev: {metrics} (step {history.best['step']})")
     click.echo(f"model: {trained.checkpoint}")
+
+
+def _check_out(settings: TrainSettings) -> None:
+    """Refuse, before reading any data, to start a fresh run over the checkpoints of another."""
+    if not settings.config.resume and list_checkpoints(Path(settings.out) / CHECKPOINTS_DIR):
+        raise ValueError(f"{settings.out} already holds a run: pass --resume to continue it, "
+                         "or choose another --out")
 
 
 def _echo_settings(settings: TrainSettings) -> None:

@@ -1,6 +1,7 @@
 """``rnnkit evaluate``, ``predict``, ``generate`` and ``translate``: use the model of a run directory."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import IO, Iterator
 
 import click
 
+from ..data.errors import DataFormatError
 from .errors import check_png_path, user_errors
 
 RUN_DIR = click.Path(file_okay=False, path_type=Path)
@@ -59,7 +61,7 @@ def predict_command(run_dir: Path, input_file: IO[str], which: str) -> None:
     """
     from ..recipes import run
 
-    with user_errors():
+    with user_errors(), _naming_the_input(input_file):
         trained = run.load_run(run_dir, which)
         for output in run.predict(trained, _lines(input_file)):
             click.echo(output)
@@ -89,8 +91,8 @@ def generate_command(run_dir: Path, prompt: str, length: int, temperature: float
     with user_errors():
         trained = run.load_run(run_dir, which)
         generate = _extra_operation(trained, "generate", "lm")
-        text = generate(trained.model, trained.state.vocabularies, trained.state.model_options, prompt,
-                        length, temperature, top_k, seed)
+        text = generate(trained.model, trained.state, prompt=prompt, length=length, temperature=temperature,
+                        top_k=top_k, seed=seed)
     click.echo(text)
 
 
@@ -119,20 +121,26 @@ def translate_command(run_dir: Path, input_file: IO[str], beam: int | None, max_
     with user_errors(attention_plot):
         trained = run.load_run(run_dir, which)
         translate = _extra_operation(trained, "translate", "translate")
-        results = translate(trained.model, trained.state.vocabularies, trained.state.model_options,
-                            list(_lines(input_file)), beam, max_length)
-        for translation, *_ in results:
-            click.echo(translation)
+        if attention_plot is not None and trained.state.model_options.get("attention") == "none":
+            raise ValueError(f"{trained.checkpoint}: the model has no attention (attention=none); "
+                             "there is nothing for --attention-plot to draw")
+        with _naming_the_input(input_file):
+            translations = translate(trained.model, trained.state, list(_lines(input_file)), beam=beam,
+                                     max_length=max_length)
+        for translation in translations:
+            click.echo(translation.text)
         if attention_plot is not None:
-            for path, (_, weights, source, output) in zip(_numbered(attention_plot, len(results)), results):
-                _plot_attention(weights, source, output, path)
-                click.echo(f"wrote {path}", err=True)
+            _plot_attention(translations, attention_plot)
 
 
-def _plot_attention(weights, source, output, path: Path) -> None:
+def _plot_attention(translations, attention_plot: Path) -> None:
+    """One PNG per sentence (an empty line, which has no attention, gets none)."""
     from ..diagnose.attention import plot_attention
 
-    plot_attention(weights, source, output, path)
+    for path, translation in zip(_numbered(attention_plot, len(translations)), translations):
+        if translation.attention is not None:
+            plot_attention(translation.attention, translation.source_tokens, translation.output_tokens, path)
+            click.echo(f"wrote {path}", err=True)
 
 
 def _extra_operation(trained, name: str, task: str):
@@ -142,6 +150,18 @@ def _extra_operation(trained, name: str, task: str):
         raise ValueError(f"{trained.checkpoint} holds a {trained.recipe.name!r} model; "
                          f"`rnnkit {name}` needs a run of --task {task}")
     return operation
+
+
+@contextlib.contextmanager
+def _naming_the_input(file: IO[str]) -> Iterator[None]:
+    """A malformed input line is reported as FILE:LINE (the recipes read lines, not files: <input>)."""
+    try:
+        yield
+    except DataFormatError as error:
+        if error.path is not None:
+            raise
+        message = str(error).split(": ", 1)[-1]
+        raise DataFormatError(getattr(file, "name", None), error.line, message) from None
 
 
 def _lines(file: IO[str]) -> Iterator[str]:
