@@ -12,7 +12,7 @@ Common options (``parse_args``)::
     --smoke            tiny sizes, a few seconds: checks that the script still works
     --seed N           first random seed (default 0)
     --results PATH     the results file to update (default docs/results.md; with --smoke none)
-    --threads N        torch threads (default: torch's choice)
+    --threads N        torch threads (default 1)
 """
 from __future__ import annotations
 
@@ -81,7 +81,9 @@ def parse_args(study: str, description: str, *, full_budget: float, argv: Sequen
     parser.add_argument("--results", type=Path, default=None, metavar="PATH",
                         help=f"results file to update (default {RESULTS_PATH.relative_to(REPO_ROOT)}; "
                              "with --smoke, none unless given)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: these small models gain nothing from more, and "
+                             "on a busy machine extra threads cost more than they give)")
     parser.add_argument("--placeholder", action="store_true",
                         help="write the section as 'not yet run at full size' (with the command) and exit")
     if add_options is not None:
@@ -89,8 +91,7 @@ def parse_args(study: str, description: str, *, full_budget: float, argv: Sequen
     args = parser.parse_args(argv)
     if args.results is None and not args.smoke:
         args.results = RESULTS_PATH
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     args.study, args.full_budget, args.command = study, full_budget, command_line(argv)
     if args.placeholder:
         full_size = f"{_script_of(args.command)} --budget {full_budget:g}"

@@ -77,10 +77,11 @@ def _rate(flow, length: int) -> str:
 
 
 def rtrl_part(seconds: float, sizes: tuple[int, ...], steps: int):
-    """Time exact RTRL per step while the next size's predicted time (∝ n⁴) fits; (rows, n, times)."""
+    """Time exact RTRL per step, at two sizes at least and then while the next size's predicted
+    time (∝ n⁴) fits in ``seconds``; (rows, sizes timed, seconds per step)."""
     done, times, rows, spent = [], [], [], 0.0
     for n in sizes:
-        if times:
+        if len(times) >= 2:
             predicted = times[-1] * (n / done[-1]) ** 4 * (steps + 1)
             if spent + predicted > seconds:
                 break
@@ -111,7 +112,8 @@ def main(argv=None) -> None:
     png, link = figure_path(args, "gradient_flow.png")
     if png is not None:
         plot_gradient_flow(flows, png, title=f"Adding problem, T = {length}: before and after training")
-    rtrl_rows, ns, times = rtrl_part(clock.left(), RTRL_SIZES[:2] if args.smoke else RTRL_SIZES,
+    rtrl_seconds = max(clock.left(), (1 - TRAIN_SHARE) * clock.seconds)    # its share, even if measuring overran
+    rtrl_rows, ns, times = rtrl_part(rtrl_seconds, RTRL_SIZES[:2] if args.smoke else RTRL_SIZES,
                                      steps=1 if args.smoke else 3)
 
     parts = [

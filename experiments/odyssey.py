@@ -140,10 +140,12 @@ def compare(results: dict[str, list[float]], task: str) -> list[str]:
     """The paper's conclusions, checked on medians (lower is better): a variant differs from
     vanilla when the ratio of its median to vanilla's is above FACTOR[task] or below its inverse."""
     factor = FACTOR[task]
-    vanilla = statistics.median(results["vanilla"])
+    vanilla = median(results["vanilla"])
+    if not math.isfinite(vanilla):
+        return ["Vanilla diverged in most trials: no comparison with the paper."]
 
     def ratio(variant: str) -> float:
-        return statistics.median(results[variant]) / vanilla
+        return median(results[variant]) / vanilla
 
     def says(variant: str) -> str:
         r = ratio(variant)
@@ -153,7 +155,7 @@ def compare(results: dict[str, list[float]], task: str) -> list[str]:
     worse_ok = all(ratio(v) > factor for v in ("nfg", "noaf"))
     close_ok = all(1 / factor <= ratio(v) <= factor for v in ("cifg", "np"))
     fgr_ok = ratio("fgr") >= 1 / factor
-    ranking = sorted(results, key=lambda v: statistics.median(results[v]))
+    ranking = sorted(results, key=lambda v: median(results[v]))
     return [
         f"Ordering by median (best first): {', '.join(v.upper() for v in ranking)}. A variant "
         f"differs from vanilla when its median is more than ×{factor:g} (or less than ×{1 / factor:.3g}) "
@@ -166,32 +168,42 @@ def compare(results: dict[str, list[float]], task: str) -> list[str]:
     ]
 
 
+def median(values: list[float]) -> float:
+    """The median, a diverged run (NaN or infinite loss) counting as worse than any other."""
+    return statistics.median(v if math.isfinite(v) else math.inf for v in values)
+
+
 def box_plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One panel per task, one box per variant over its trials (diverged runs counted in the label)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     labels = {"chars": "validation bits per character", "adding": "adding problem: test MSE"}
-    fig, axes = plt.subplots(1, len(results), figsize=(6.0 * len(results), 4.2), squeeze=False)
-    for ax, (task, by_variant) in zip(axes[0], results.items()):
-        ax.boxplot([by_variant[v] for v in ODYSSEY])
-        ax.set_xticks(range(1, len(ODYSSEY) + 1), [v.upper() for v in ODYSSEY], rotation=45)
+    fig = Figure(figsize=(6.0 * len(results), 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for ax, (task, by_variant) in zip(axes, results.items()):
+        finite = {v: [x for x in by_variant[v] if math.isfinite(x)] for v in ODYSSEY}
+        ax.boxplot([finite[v] or [math.nan] for v in ODYSSEY])
+        ticks = [v.upper() + (f"\n({len(by_variant[v]) - len(finite[v])} div.)"
+                              if len(finite[v]) < len(by_variant[v]) else "") for v in ODYSSEY]
+        ax.set_xticks(range(1, len(ODYSSEY) + 1), ticks, rotation=45)
         ax.set_ylabel(labels[task])
         if task == "adding":
             ax.set_yscale("log")
         ax.set_title(f"{labels[task].split(':')[0]}: {len(by_variant['vanilla'])} trials per variant")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def table(results: dict[str, list[float]], digits: int) -> str:
     rows = []
     for v in ODYSSEY:
-        values = results[v]
-        rows.append([v.upper(), VARIANTS[v], fmt(statistics.median(values), digits),
-                     fmt(min(values), digits), fmt(max(values), digits)])
-    return markdown_table(["variant", "what changes", "median", "best", "worst"], rows)
+        finite = [x for x in results[v] if math.isfinite(x)]
+        diverged = len(results[v]) - len(finite)
+        rows.append([v.upper(), VARIANTS[v], fmt(median(results[v]), digits) if finite else "diverged",
+                     fmt(min(finite), digits) if finite else "", fmt(max(finite), digits) if finite else "",
+                     diverged])
+    return markdown_table(["variant", "what changes", "median", "best", "worst finite", "diverged"], rows)
 
 
 def add_options(parser) -> None:
