@@ -116,16 +116,25 @@ def train_adding(contender: Contender, length: int, sizes: Sizes, seconds: float
     """Train one network on the adding problem; (model, log, test MSE)."""
     seed_everything(seed)
     model = adding_model(contender, length, sizes.hidden_size)
+    log, test_mse = train_and_test(model, lambda n, g: adding_batch(n, length, g), mse_loss, contender.lr,
+                                   sizes, seconds, seed, stop_below=SOLVED_MSE / 10)
+    return model, log, test_mse
+
+
+def train_and_test(model, make_batch, loss_of, lr: float, sizes: Sizes, seconds: float, seed: int,
+                   stop_below: float) -> tuple[TrainLog, float]:
+    """Train on fresh batches ``make_batch(size, generator)`` until solved (validation loss below
+    ``stop_below``) or out of time; (log, loss on the test set). Validation and test sets are
+    drawn from generators of their own, the same for every network."""
     data = torch.Generator().manual_seed(seed + 1)
-    x_val, y_val = adding_batch(sizes.test_size // 2, length, torch.Generator().manual_seed(10_000 + seed))
-    log = train_for(model, lambda: adding_batch(sizes.batch_size, length, data), mse_loss,
-                    seconds=seconds, max_steps=sizes.max_steps, lr=contender.lr, every=sizes.every,
-                    evaluate=lambda: mse_loss(model, x_val, y_val), stop_below=SOLVED_MSE / 10)
-    x_test, y_test = adding_batch(sizes.test_size, length, torch.Generator().manual_seed(20_000 + seed))
+    x_val, y_val = make_batch(sizes.test_size // 2, torch.Generator().manual_seed(10_000 + seed))
+    log = train_for(model, lambda: make_batch(sizes.batch_size, data), loss_of, seconds=seconds,
+                    max_steps=sizes.max_steps, lr=lr, every=sizes.every,
+                    evaluate=lambda: loss_of(model, x_val, y_val), stop_below=stop_below)
+    x_test, y_test = make_batch(sizes.test_size, torch.Generator().manual_seed(20_000 + seed))
     model.eval()
     with torch.no_grad():
-        test_mse = mse_loss(model, x_test, y_test).item()
-    return model, log, test_mse
+        return log, loss_of(model, x_test, y_test).item()
 
 
 # --------------------------------------------------------------------------------- copy memory
@@ -145,19 +154,11 @@ def train_copy(contender: Contender, delay: int, sizes: Sizes, seconds: float, s
                ) -> tuple[TrainLog, float]:
     """Train one network on copy memory; (log, test cross-entropy in nats per step)."""
     seed_everything(seed)
-    length = delay + 2 * N_SYMBOLS
     model = SequenceRegressor(COPY_CODES, COPY_CODES, sizes.hidden_size, contender.cell,
-                              many_to_many=True, **contender.cell_options(length))
-    data = torch.Generator().manual_seed(seed + 1)
+                              many_to_many=True, **contender.cell_options(delay + 2 * N_SYMBOLS))
     baseline = memoryless_cross_entropy(delay, N_SYMBOLS, N_CATEGORIES)
-    x_val, y_val = copy_batch(sizes.test_size // 2, delay, torch.Generator().manual_seed(10_000 + seed))
-    log = train_for(model, lambda: copy_batch(sizes.batch_size, delay, data), cross_entropy,
-                    seconds=seconds, max_steps=sizes.max_steps, lr=contender.lr, every=sizes.every,
-                    evaluate=lambda: cross_entropy(model, x_val, y_val), stop_below=baseline / 100)
-    x_test, y_test = copy_batch(sizes.test_size, delay, torch.Generator().manual_seed(20_000 + seed))
-    model.eval()
-    with torch.no_grad():
-        return log, cross_entropy(model, x_test, y_test).item()
+    return train_and_test(model, lambda n, g: copy_batch(n, delay, g), cross_entropy, contender.lr,
+                          sizes, seconds, seed, stop_below=baseline / 100)
 
 
 # ------------------------------------------------------------------------------------- report

@@ -112,7 +112,8 @@ def main(argv=None) -> None:
     png, link = figure_path(args, "gradient_flow.png")
     if png is not None:
         plot_gradient_flow(flows, png, title=f"Adding problem, T = {length}: before and after training")
-    rtrl_seconds = max(clock.left(), (1 - TRAIN_SHARE) * clock.seconds)    # its share, even if measuring overran
+    # RTRL keeps its share of the budget even when measuring the flows overran the training's.
+    rtrl_seconds = max(clock.left(), (1 - TRAIN_SHARE) * clock.seconds)
     rtrl_rows, ns, times = rtrl_part(rtrl_seconds, RTRL_SIZES[:2] if args.smoke else RTRL_SIZES,
                                      steps=1 if args.smoke else 3)
 
