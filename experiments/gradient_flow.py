@@ -20,9 +20,10 @@ import math
 
 import torch
 
+# common first: it puts the repository root on sys.path, which makes benchmarks/ importable.
+from common import Clock, figure_path, fmt, markdown_table, parse_args, report, seed_everything  # isort: skip
 import adding
 from benchmarks.rtrl_cost import fitted_exponent, seconds_per_step
-from common import Clock, figure_path, fmt, markdown_table, parse_args, report, seed_everything
 from rnnkit.diagnose import decay_table, gradient_flow, plot_gradient_flow
 from rnnkit.learning import RTRL
 
