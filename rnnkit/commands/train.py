@@ -1,16 +1,19 @@
 """``rnnkit train``: read the files, build the model and train it, from flags or a TOML file."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Callable
 
 import click
 
+from ..recipes import RECIPE_MODULES, run
+from ..recipes.run import TrainedRun
+from ..train import History
 from ..train.checkpoint import list_checkpoints
 from ..train.trainer import CHECKPOINTS_DIR
 from .errors import user_errors
 from .settings import TrainSettings, resolve_settings
-
-TASKS = ("classify", "tag", "translate", "lm", "tree", "regress")
 
 # click parameter -> (home, key) of the setting it gives (see settings.py); a flag not given leaves
 # the TOML file's value or the default.
@@ -28,13 +31,14 @@ FLAG_SETTINGS = {
     "resume": ("training", "resume"), "progress": ("training", "progress"),
     "tensorboard": ("training", "tensorboard"),
 }
+Echo = Callable[[str], None]
 POSITIVE_INT, POSITIVE_FLOAT = click.IntRange(min=1), click.FloatRange(min=0, min_open=True)
 
 
 @click.command("train")
 @click.argument("config_file", metavar="[CONFIG.toml]", required=False,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--task", type=click.Choice(TASKS), help="What to learn (the recipe).")
+@click.option("--task", type=click.Choice(RECIPE_MODULES), help="What to learn (the recipe).")
 @click.option("--train", "train_path", metavar="FILE", help="Training data (for translate's parallel "
               "format SOURCE,TARGET; for ATIS its folder).")
 @click.option("--dev", "dev_path", metavar="FILE", help="Dev data: selects the best checkpoint, stops early.")
@@ -84,23 +88,26 @@ def train_command(ctx: click.Context, config_file: Path | None, options: tuple[s
         rnnkit train run.toml --epochs 10
         rnnkit train run.toml --resume          # continue a run that was killed
     """
-    from ..recipes import run
-
     given = {FLAG_SETTINGS[name]: value for name, value in flags.items()
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
+    echo = click.echo if os.environ.get("RANK", "0") == "0" else _silent     # under torchrun: rank 0 speaks
     with user_errors():
         settings = resolve_settings(config_file, given, options)
         _check_out(settings)
-        _echo_settings(settings)
+        _echo_settings(settings, echo)
         trained, history = run.train(settings.task, settings.train, settings.dev, settings.config,
                                      model_options=settings.model_options, data_options=settings.data_options,
-                                     batch_size=settings.batch_size, echo=click.echo)
-    click.echo(f"stopped after {history.steps} steps, {history.epochs} epochs ({history.stop_reason})")
+                                     batch_size=settings.batch_size, echo=echo)
+    _echo_outcome(trained, history, echo)
+
+
+def _echo_outcome(trained: TrainedRun, history: History, echo: Echo) -> None:
+    echo(f"stopped after {history.steps} steps, {history.epochs} epochs ({history.stop_reason})")
     if history.best is not None:
         metrics = ", ".join(f"{name} {value:.4g}" for name, value in history.best.items()
                             if name not in ("step", "epoch"))
-        click.echo(f"best dev: {metrics} (step {history.best['step']})")
-    click.echo(f"model: {trained.checkpoint}")
+        echo(f"best dev: {metrics} (step {history.best['step']})")
+    echo(f"model: {trained.checkpoint}")
 
 
 def _check_out(settings: TrainSettings) -> None:
@@ -110,13 +117,17 @@ def _check_out(settings: TrainSettings) -> None:
                          "or choose another --out")
 
 
-def _echo_settings(settings: TrainSettings) -> None:
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _echo_settings(settings: TrainSettings, echo: Echo) -> None:
     config = settings.config
     limits = [f"{config.epochs} epochs"] + [f"{value} {name}" for name, value in
                                             (("steps", config.max_steps), ("minutes", config.max_minutes))
                                             if value is not None]
-    click.echo(f"{settings.task}: {settings.train}" + (f", dev {settings.dev}" if settings.dev else "")
-               + f" -> {settings.out}" + (" (resuming)" if config.resume else ""))
-    click.echo("model: " + " ".join(f"{k}={v}" for k, v in settings.model_options.items()))
-    click.echo(f"training: {config.optimizer} lr {config.lr:g}, batch {settings.batch_size}, "
-               f"{' / '.join(limits)}, seed {config.seed}" + (", deterministic" if config.deterministic else ""))
+    echo(f"{settings.task}: {settings.train}" + (f", dev {settings.dev}" if settings.dev else "")
+         + f" -> {settings.out}" + (" (resuming)" if config.resume else ""))
+    echo("model: " + " ".join(f"{k}={v}" for k, v in settings.model_options.items()))
+    echo(f"training: {config.optimizer} lr {config.lr:g}, batch {settings.batch_size}, "
+         f"{' / '.join(limits)}, seed {config.seed}" + (", deterministic" if config.deterministic else ""))

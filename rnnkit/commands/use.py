@@ -10,6 +10,7 @@ from typing import IO, Iterator
 import click
 
 from ..data.errors import DataFormatError
+from ..recipes import run
 from .errors import check_png_path, user_errors
 
 RUN_DIR = click.Path(file_okay=False, path_type=Path)
@@ -33,8 +34,6 @@ def evaluate_command(run_dir: Path, test_path: str, as_json: bool, batch_size: i
         rnnkit evaluate runs/upos --test en_ewt-ud-test.conllu
         rnnkit evaluate runs/sst2 --test stsa.binary.test --json
     """
-    from ..recipes import run
-
     with user_errors():
         trained = run.load_run(run_dir, which)
         metrics = run.evaluate(trained, test_path, batch_size=batch_size)
@@ -59,8 +58,6 @@ def predict_command(run_dir: Path, input_file: IO[str], which: str) -> None:
         echo "a gripping , funny film" | rnnkit predict runs/sst2
         rnnkit predict runs/upos sentences.txt > tags.txt
     """
-    from ..recipes import run
-
     with user_errors(), _naming_the_input(input_file):
         trained = run.load_run(run_dir, which)
         for output in run.predict(trained, _lines(input_file)):
@@ -86,8 +83,6 @@ def generate_command(run_dir: Path, prompt: str, length: int, temperature: float
         rnnkit generate runs/shakespeare --prompt "ROMEO:" --length 300 --temperature 0.8
         rnnkit generate runs/ptb --prompt "the company" --length 20 --top-k 10 --seed 1
     """
-    from ..recipes import run
-
     with user_errors():
         trained = run.load_run(run_dir, which)
         generate = _extra_operation(trained, "generate", "lm")
@@ -114,8 +109,6 @@ def translate_command(run_dir: Path, input_file: IO[str], beam: int | None, max_
         echo "Ein Hund läuft im Schnee." | rnnkit translate runs/multi30k --beam 5
         rnnkit translate runs/multi30k test.de --beam 5 --attention-plot attention.png
     """
-    from ..recipes import run
-
     if attention_plot is not None:
         check_png_path(attention_plot, "--attention-plot")
     with user_errors(attention_plot):
