@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..recipes import RECIPE_MODULES
 from ..recipes.base import (COMMON_MODEL_DEFAULTS, Recipe, data_options_for, get_recipe, model_options_for,
                             resolve_options)
 from ..train import TrainConfig
@@ -64,7 +65,7 @@ def resolve_settings(config_file: str | Path | None, flags: dict[tuple[str, str]
     tables, flat = read_config_file(config_file) if config_file is not None else ({}, {})
     task = flags.get(("run", "task"), flat.get("task"))
     if task is None:
-        raise ValueError("no task: pass --task (classify, tag, translate, lm, tree, regress) "
+        raise ValueError(f"no task: pass --task ({', '.join(RECIPE_MODULES)}) "
                          "or set task = \"...\" in the TOML file")
     if not isinstance(task, str):
         raise ValueError(f"task must be a string naming a recipe, got {task!r}")
