@@ -153,3 +153,22 @@ def test_bad_input_through_python_m_rnnkit_is_one_line(tmp_path):
         done = rnnkit(*args, check=False)
         assert done.returncode != 0 and "Traceback" not in done.stderr
         assert done.stderr.strip().count("\n") == 0 and text in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_training_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
+    """`torchrun --nproc_per_node=2 -m rnnkit train ...`: each process takes every second batch, rank 0
+    writes the checkpoints, every process then reads the same best model (the Trainer's own
+    two-process test checks the weights against one process on the global batch)."""
+    cli_data.classify_tsv(tmp_path / "train.tsv", n=64)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "rnnkit", "train",
+               "--task", "classify", "--train", tmp_path / "train.tsv", "--dev", tmp_path / "train.tsv",
+               "--out", tmp_path / "run", "--epochs", "2", *TINY]
+    done = subprocess.run([str(part) for part in command], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, env=one_thread_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("best dev:") == 1                 # rank 0 speaks for the run
+    # 64 examples in batches of 8 = 8 batches an epoch, half of them on each process: 4 steps an epoch
+    assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == "step-00000008"
+    scores = json.loads(rnnkit("evaluate", tmp_path / "run", "--test", tmp_path / "train.tsv", "--json").stdout)
+    assert set(scores) == {"accuracy", "loss"}

@@ -159,6 +159,16 @@ def test_resume_continues_a_run_and_a_second_fresh_run_is_refused(classify_run, 
     assert int(latest_checkpoint(run / "checkpoints").name.split("-")[1]) == steps * 3 // 2
 
 
+def test_resume_keeps_the_saved_options_and_refuses_to_change_them(classify_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(classify_run["run"], run)
+    train = ["train", "--task", "classify", "--train", classify_run["folder"] / "train.tsv", "--out", run,
+             "--resume", "--epochs", "3"]
+    assert_one_line_error(invoke(*train, "--cell", "elman"), "cannot change it to 'elman'")
+    result = invoke(*train, "--no-tensorboard", "--no-progress")   # no model options: the saved ones
+    assert result.exit_code == 0, result.output
+
+
 # ---- bad input: one line on stderr, non-zero exit, no traceback -------------------------------------
 
 @pytest.mark.parametrize("args, text, code", [

@@ -291,6 +291,27 @@ def test_decoding_restores_training_mode_and_checks_its_arguments():
         greedy_decode(model, source, source_lengths, max_length=0)
 
 
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_a_step_limit_per_sentence_decodes_each_sentence_as_it_would_alone(search):
+    model = tiny_model(5, target_vocab=7)                    # few tokens: EOS comes late or never
+    source, source_lengths, _, _ = batch()
+    limits = [2, 6, 3]
+
+    def decode(src, lengths, limit):
+        if search == "greedy":
+            return greedy_decode(model, src, lengths, limit)
+        return beam_search(model, src, lengths, beam_size=2, max_length=limit, length_penalty=0.6)
+
+    together = decode(source, source_lengths, limits)
+    for b, limit in enumerate(limits):
+        n = int(source_lengths[b])
+        alone = decode(source[b:b + 1, :n], source_lengths[b:b + 1], limit)[0]
+        assert together[b].tokens == alone.tokens and len(together[b].tokens) <= limit
+        assert together[b].score == pytest.approx(alone.score, abs=1e-9)
+    with pytest.raises(ValueError, match="or one per sentence"):
+        decode(source, source_lengths, [2, 3])
+
+
 # ----- the model learns --------------------------------------------------------------------------
 def train(model, batches, epochs, lr):
     """Adam over (source, lengths, target_in, target_out) batches, gradients clipped at norm 1."""

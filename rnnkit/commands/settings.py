@@ -54,8 +54,10 @@ class TrainSettings:
     out: str
     batch_size: int
     config: TrainConfig
-    model_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)   # with the recipe's defaults filled in
     data_options: dict[str, Any] = field(default_factory=dict)
+    given_model_options: dict[str, Any] = field(default_factory=dict)   # only what the user set
+    given_data_options: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_settings(config_file: str | Path | None, flags: dict[tuple[str, str], Any],
@@ -162,7 +164,8 @@ def _checked(recipe: Recipe, homes: dict[str, dict[str, Any]]) -> TrainSettings:
     return TrainSettings(task=recipe.name, train=run["train"], dev=run["dev"], out=run["out"],
                          batch_size=run["batch_size"], config=TrainConfig(**training, out_dir=run["out"]),
                          model_options=model_options_for(recipe, homes["model"]),
-                         data_options=data_options_for(recipe, homes["data"]))
+                         data_options=data_options_for(recipe, homes["data"]),
+                         given_model_options=dict(homes["model"]), given_data_options=dict(homes["data"]))
 
 
 def _nearest(key: str, known) -> str:

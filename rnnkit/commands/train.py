@@ -96,7 +96,8 @@ def train_command(ctx: click.Context, config_file: Path | None, options: tuple[s
         _check_out(settings)
         _echo_settings(settings, echo)
         trained, history = run.train(settings.task, settings.train, settings.dev, settings.config,
-                                     model_options=settings.model_options, data_options=settings.data_options,
+                                     model_options=settings.given_model_options,
+                                     data_options=settings.given_data_options,
                                      batch_size=settings.batch_size, echo=echo)
     _echo_outcome(trained, history, echo)
 

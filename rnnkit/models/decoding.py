@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -48,17 +49,19 @@ def length_normalisation(steps: int, alpha: float) -> float:
 
 
 def greedy_decode(model: Seq2Seq, source: Tensor, source_lengths: Tensor,
-                  max_length: int) -> list[Hypothesis]:
+                  max_length: int | Sequence[int]) -> list[Hypothesis]:
     """The most probable token at every step, for the whole batch at once; one hypothesis per
-    sentence, in the batch's order. Runs in evaluation mode, without gradients."""
-    _check_max_length(max_length)
+    sentence, in the batch's order. ``max_length``: decoding steps (EOS included), one number for
+    the batch or one per sentence (then each sentence decodes as it would alone, whatever batch it
+    is in). Runs in evaluation mode, without gradients."""
+    limits = _limits(max_length, source.shape[0])
     with _evaluating(model):
         memory, state = model.encode(source, source_lengths)
         B = source.shape[0]
         tokens = source.new_full((B,), model.bos_index)                          # (B,)
         chosen, step_log_probs, step_weights = [], [], []
         finished = torch.zeros(B, dtype=torch.bool, device=source.device)        # (B,)
-        for _ in range(max_length):
+        for _ in range(max(limits)):
             logits, state, weights = model.decode_step(tokens, state, memory)
             log_probs = _choosable(model, torch.log_softmax(logits, dim=-1))      # (B, V)
             best, tokens = log_probs.max(dim=-1)                                  # (B,), (B,)
@@ -68,12 +71,13 @@ def greedy_decode(model: Seq2Seq, source: Tensor, source_lengths: Tensor,
             finished = finished | (tokens == model.eos_index)
             if finished.all():
                 break
-    return [_greedy_hypothesis(model, b, int(source_lengths[b]), chosen, step_log_probs, step_weights)
+    return [_greedy_hypothesis(model, b, int(source_lengths[b]), chosen[:limits[b]], step_log_probs, step_weights)
             for b in range(B)]
 
 
 def _greedy_hypothesis(model: Seq2Seq, b: int, source_length: int, chosen, step_log_probs,
                        step_weights) -> Hypothesis:
+    """Sentence b's tokens up to its EOS among the steps in ``chosen`` (its own step limit)."""
     tokens, log_prob, rows, finished = [], 0.0, [], False
     for step, token in enumerate(int(t[b]) for t in chosen):
         log_prob += float(step_log_probs[step][b])
@@ -88,7 +92,7 @@ def _greedy_hypothesis(model: Seq2Seq, b: int, source_length: int, chosen, step_
 
 
 def beam_search(model: Seq2Seq, source: Tensor, source_lengths: Tensor, beam_size: int,
-                max_length: int, length_penalty: float = 0.0) -> list[Hypothesis]:
+                max_length: int | Sequence[int], length_penalty: float = 0.0) -> list[Hypothesis]:
     r"""Beam search, one sentence at a time (the k hypotheses of a sentence form the batch of each
     step; the source is encoded for the whole batch at once). Returns the best hypothesis per
     sentence by s(Y, X) with α = ``length_penalty``.
@@ -98,9 +102,10 @@ def beam_search(model: Seq2Seq, source: Tensor, source_lengths: Tensor, beam_siz
     Among the 2k best, an EOS extension ranked within the first k is set aside as finished, and
     the first k others stay live (as fairseq does). A sentence ends when k hypotheses have
     finished or after ``max_length`` steps; live hypotheses then compete, unfinished, with the
-    finished ones. With k = 1 this is greedy search.
+    finished ones. With k = 1 this is greedy search. ``max_length``: one number for the batch, or
+    one per sentence.
     """
-    _check_max_length(max_length)
+    limits = _limits(max_length, source.shape[0])
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
     with _evaluating(model):
@@ -110,7 +115,7 @@ def beam_search(model: Seq2Seq, source: Tensor, source_lengths: Tensor, beam_siz
             n = int(source_lengths[b])
             one = torch.tensor([b], device=source.device)
             sentence = EncodedSource(*(None if t is None else t[:, :n] for t in memory.index_select(one)))
-            results.append(_beam_one(model, sentence, state.index_select(one), beam_size, max_length,
+            results.append(_beam_one(model, sentence, state.index_select(one), beam_size, limits[b],
                                      length_penalty))
     return results
 
@@ -173,10 +178,13 @@ def _choosable(model: Seq2Seq, log_probs: Tensor) -> Tensor:
     return log_probs
 
 
-def _check_max_length(max_length: int) -> None:
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be a positive int (decoding steps, EOS included), "
-                         f"got {max_length!r}")
+def _limits(max_length: int | Sequence[int], batch_size: int) -> list[int]:
+    """Each sentence's step limit from one number or one per sentence, checked."""
+    limits = [max_length] * batch_size if isinstance(max_length, int) else list(max_length)
+    if len(limits) != batch_size or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in limits):
+        raise ValueError(f"max_length must be a positive int (decoding steps, EOS included) or one per "
+                         f"sentence ({batch_size}), got {max_length!r}")
+    return limits
 
 
 @contextmanager

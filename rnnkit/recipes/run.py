@@ -39,7 +39,7 @@ def train(task: str, train_path: str, dev_path: str | None, train_config: TrainC
     ``train_config.resume`` continues the run in ``train_config.out_dir`` with the state it was
     started with (the options given here must then agree or be omitted)."""
     recipe = get_recipe(task)
-    state = _resumed_state(train_config, recipe)
+    state = _resumed_state(train_config, recipe, model_options, data_options)
     if state is None:
         data_options = data_options_for(recipe, data_options)
         model_options = model_options_for(recipe, model_options)
@@ -63,6 +63,9 @@ def train(task: str, train_path: str, dev_path: str | None, train_config: TrainC
                    if dev_records else None)
     trainer = Trainer(model, recipe.task(state), train_config, extra=state.to_dict())
     history = trainer.fit(train_batches, dev_batches)
+    # Under several processes only rank 0 writes checkpoints: the others wait for its last one,
+    # then every process reads the same best model.
+    trainer.context.barrier()
     run = load_run(train_config.out_dir) if train_config.out_dir else TrainedRun(recipe, model, state, Path())
     return run, history
 
@@ -118,7 +121,10 @@ def _checkpoint_of(run_dir: Path, which: str) -> Path:
     return found
 
 
-def _resumed_state(config: TrainConfig, recipe: Recipe) -> RecipeState | None:
+def _resumed_state(config: TrainConfig, recipe: Recipe, model_options: dict[str, Any] | None,
+                   data_options: dict[str, Any] | None) -> RecipeState | None:
+    """The saved state of the run to continue (None for a fresh run). Options given again must
+    agree with the saved ones: a resumed run keeps the model and data it was started with."""
     if not config.resume or config.out_dir is None:
         return None
     last = latest_checkpoint(Path(config.out_dir) / CHECKPOINTS_DIR)
@@ -127,4 +133,10 @@ def _resumed_state(config: TrainConfig, recipe: Recipe) -> RecipeState | None:
     state = RecipeState.from_dict(load_checkpoint(last).extra, str(last / "extra.json"))
     if state.recipe != recipe.name:
         raise ValueError(f"{config.out_dir}: holds a {state.recipe!r} run, not {recipe.name!r}")
+    for kind, given, saved in (("model", model_options, state.model_options),
+                               ("data", data_options, state.data_options)):
+        for key, value in (given or {}).items():
+            if key in saved and saved[key] != value:
+                raise ValueError(f"{config.out_dir}: the run was started with {kind} option "
+                                 f"{key}={saved[key]!r}; --resume cannot change it to {value!r}")
     return state

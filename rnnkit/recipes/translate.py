@@ -72,9 +72,10 @@ def detokenize(tokens: Iterable[str]) -> str:
     return _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", " ".join(tokens)))
 
 
-def decoding_limit(source_lengths: Tensor) -> int:
-    """Decoding steps allowed for a batch: 2·S + 10, S its longest source."""
-    return 2 * int(source_lengths.max()) + 10
+def decoding_limit(source_lengths: Tensor) -> list[int]:
+    """Decoding steps allowed to each sentence: 2·S + 10, S its own source length (so that a
+    translation, and BLEU, do not depend on the batch a sentence is decoded in)."""
+    return [2 * int(n) + 10 for n in source_lengths.tolist()]
 
 
 class TranslationBatch(NamedTuple):
