@@ -6,7 +6,7 @@ import torch
 
 from rnnkit.data.batching import bucket_batches, pad_batch
 from rnnkit.data.labelled import iter_sst_sentences
-from rnnkit.data.timeseries import read_ucr
+from rnnkit.data.timeseries import read_uea_arff, read_ucr
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.metrics import accuracy
 from rnnkit.models.classifier import SequenceClassifier
@@ -258,3 +258,26 @@ def test_gunpoint_time_series_classifier_beats_the_majority_class(shared_data):
         test_accuracy = accuracy(model(x_test).argmax(-1), labels_test)
     baseline = majority_accuracy(y_train, y_test)
     assert test_accuracy >= baseline + 0.15, (test_accuracy, baseline)
+
+
+@pytest.mark.slow
+def test_basic_motions_multivariate_classifier_beats_the_majority_class(shared_data):
+    """UEA BasicMotions: 6 accelerometer and gyroscope channels x 100 steps, 4 activities."""
+    x_train, y_train = read_uea_arff(shared_data("timeseries/uea/BasicMotions/BasicMotions_TRAIN.arff"))
+    x_test, y_test = read_uea_arff(shared_data("timeseries/uea/BasicMotions/BasicMotions_TEST.arff"))
+    classes = sorted(set(y_train))
+    scale = float(abs(x_train).max())                          # one scale for all channels, from train
+    x_train, x_test = torch.from_numpy(x_train) / scale, torch.from_numpy(x_test) / scale   # (N, 100, 6)
+    labels_train = torch.tensor([classes.index(label) for label in y_train])
+    labels_test = torch.tensor([classes.index(label) for label in y_test])
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(num_classes=4, input_size=6, hidden_size=32, cell="gru", pooling="mean")
+    epochs = [[(x_train[order], None, labels_train[order]) for order in torch.randperm(40).split(10)]
+              for _ in range(25)]
+    train_classifier(model, epochs, lr=1e-2)
+    with torch.no_grad():
+        test_accuracy = accuracy(model(x_test).argmax(-1), labels_test)
+    baseline = majority_accuracy(y_train, y_test)
+    print(f"test accuracy {test_accuracy:.3f}, majority {baseline:.3f}")
+    assert test_accuracy >= baseline + 0.35, (test_accuracy, baseline)

@@ -206,3 +206,42 @@ def test_tree_lstm_learns_sst2_at_the_root(shared_data):
     print(f"root accuracy {root_accuracy:.3f}, majority {baseline:.3f}, "
           f"{time.perf_counter() - started:.1f} s")
     assert root_accuracy >= baseline + 0.07
+
+
+@pytest.mark.slow
+def test_recursive_network_learns_the_sentiment_of_phrases(shared_data):
+    """The recursive network (Socher et al.) on the same excerpt: over every non-neutral node of the
+    dev trees (phrases and words, where most of its signal is), accuracy must beat the majority node
+    label by 10 points. Its root accuracy is weaker than the Tree-LSTM's (0.56-0.65 measured against
+    0.55), so the roots are not what this test asserts."""
+    train = sst2_excerpt(shared_data("sst/trees/train.txt"), every=10, size=600)
+    dev = sst2_excerpt(shared_data("sst/trees/dev.txt"), every=4, size=200)
+    words = Vocabulary.build((tree.leaves() for tree in train), min_freq=2)
+    labels = Vocabulary(["negative", "positive", "neutral"], unknown=None)
+    train.sort(key=lambda tree: len(tree.leaves()))
+    batches = [trees_to_batch(train[k:k + 25], words, labels) for k in range(0, len(train), 25)]
+    dev_batch = trees_to_batch(dev, words, labels)
+
+    torch.manual_seed(0)
+    model = TreeClassifier(len(words), num_classes=2, composition="recursive", embedding_dim=64,
+                           hidden_size=64, dropout=0.2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for epoch in range(8):
+        model.train()
+        for k in torch.randperm(len(batches)).tolist():
+            batch = batches[k]
+            logits = model(batch.words, batch.left, batch.right, batch.level_sizes)       # (N, 2)
+            loss = torch.nn.functional.cross_entropy(logits, batch.labels, ignore_index=2)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        logits = model(dev_batch.words, dev_batch.left, dev_batch.right, dev_batch.level_sizes)
+    polar = dev_batch.labels != 2                               # nodes that are not neutral
+    node_accuracy = accuracy(logits[polar].argmax(-1), dev_batch.labels[polar])
+    train_labels = torch.cat([batch.labels[batch.labels != 2] for batch in batches])
+    majority = int(train_labels.mode().values)
+    baseline = (dev_batch.labels[polar] == majority).float().mean().item()
+    print(f"node accuracy {node_accuracy:.3f}, majority {baseline:.3f}")
+    assert node_accuracy >= baseline + 0.10, (node_accuracy, baseline)
