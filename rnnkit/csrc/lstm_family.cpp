@@ -88,10 +88,12 @@ void forward_pointwise(const Layout& L, int64_t n, T* gates, const T* c_prev, T*
 // One step of the delta recursion for rows [0, n): from dh, dc (dc is updated in place to
 // dc_{t-1}) and the saved activations, the pre-activation gradients d_a (n, G). For fgr, `d_ifo`
 // (n, 3H) is the gradient reaching the state ifo_t = [i, f, o]_t from step t + 1; else null.
+// The peepholes' gradients of the step, Σ_rows δa_i c_{t-1}, δa_f c_{t-1}, δa_o c_t, are added to
+// dp (3, H: rows i, f, o), for the gates that have a peephole.
 template <typename T>
 void backward_pointwise(const Layout& L, int64_t n, const T* gates, const T* c_prev, const T* c,
                         const T* dh, T* dc, T* d_a, const T* p_i, const T* p_f, const T* p_o,
-                        const T* d_ifo) {
+                        const T* d_ifo, T* dp) {
   const int64_t H = L.H, G = L.G, K = Vec<T>::size();
   const Vec<T> one(T(1)), zero(T(0));
   for (int64_t r = 0; r < n; ++r) {
@@ -111,7 +113,10 @@ void backward_pointwise(const Layout& L, int64_t n, const T* gates, const T* c_p
         const Vec<T> d_o = dh_j * s + (d_ifo_r ? load(d_ifo_r + 2 * H + j, m) : zero);
         const Vec<T> da_o = d_o * o * (one - o);
         store(da_o, da + L.o + j, m);
-        if (p_o) dc_j = dc_j + da_o * load(p_o + j, m);
+        if (p_o) {
+          dc_j = dc_j + da_o * load(p_o + j, m);
+          store(load(dp + 2 * H + j, m) + da_o * c_new, dp + 2 * H + j, m);
+        }
       }
       const Vec<T> dg = L.i >= 0 ? dc_j * i : dc_j;
       store(L.g_identity ? dg : dg * (one - g * g), da + L.g + j, m);
@@ -122,12 +127,18 @@ void backward_pointwise(const Layout& L, int64_t n, const T* gates, const T* c_p
         const Vec<T> di = L.cifg ? di_own - df : di_own;
         const Vec<T> da_i = di * i * (one - i);
         store(da_i, da + L.i + j, m);
-        if (p_i) dc_prev = dc_prev + da_i * load(p_i + j, m);
+        if (p_i) {
+          dc_prev = dc_prev + da_i * load(p_i + j, m);
+          store(load(dp + j, m) + da_i * c_old, dp + j, m);
+        }
       }
       if (L.f >= 0 && !L.cifg) {
         const Vec<T> da_f = df * f * (one - f);
         store(da_f, da + L.f + j, m);
-        if (p_f) dc_prev = dc_prev + da_f * load(p_f + j, m);
+        if (p_f) {
+          dc_prev = dc_prev + da_f * load(p_f + j, m);
+          store(load(dp + H + j, m) + da_f * c_old, dp + H + j, m);
+        }
       }
       store(dc_prev, dc + row, m);
     }
@@ -192,7 +203,8 @@ std::vector<torch::Tensor> lstm_family_forward(torch::Tensor u, torch::Tensor h0
 // The backward loop. grad_h_all (T, B, H) the outputs' gradient; grad_h, grad_c (B, H) the final
 // state's. weight_hh (G, H); for fgr weight_gg (3H, 3H) and grad_ifo (B, 3H), else both empty.
 // Returns d_a (T, B, G) (= the gradient of u; zero past each end), the initial state's gradients
-// dh0, dc0 (B, H) and d_ifo0 (B, 3H; empty unless fgr).
+// dh0, dc0 (B, H), d_ifo0 (B, 3H; empty unless fgr) and the peepholes' gradients (3, H: rows i, f,
+// o; zero for a gate without one), summed step by step in double precision.
 std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch::Tensor grad_h,
                                                 torch::Tensor grad_c, torch::Tensor gates,
                                                 torch::Tensor c_all, torch::Tensor c0,
@@ -212,6 +224,8 @@ std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch:
   const auto w_if = fgr ? weight_gg.narrow(0, 0, 2 * H) : torch::Tensor();
   const auto w_o = fgr ? weight_gg.narrow(0, 2 * H, H) : torch::Tensor();
   TORCH_CHECK(!fgr || L.f == L.i + H, "fgr expects the gate blocks i, f adjacent");
+  auto dp_step = torch::zeros({3, H}, gates.options());   // one step's peephole gradients
+  std::vector<double> dp_sum(3 * H, 0.0);                 // their sum over the steps
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_family_backward", [&] {
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = running[t];
@@ -223,7 +237,12 @@ std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch:
                                    c_all[t].data_ptr<scalar_t>(), dh_n.data_ptr<scalar_t>(),
                                    dc.data_ptr<scalar_t>(), d_a_t.data_ptr<scalar_t>(), maybe<scalar_t>(p_i),
                                    maybe<scalar_t>(p_f), maybe<scalar_t>(p_o),
-                                   fgr ? d_ifo.data_ptr<scalar_t>() : nullptr);
+                                   fgr ? d_ifo.data_ptr<scalar_t>() : nullptr, dp_step.data_ptr<scalar_t>());
+      scalar_t* dp = dp_step.data_ptr<scalar_t>();
+      for (int64_t k = 0; k < 3 * H; ++k) {
+        dp_sum[k] += dp[k];
+        dp[k] = 0;
+      }
       auto dh_prev = dh.narrow(0, 0, n);
       at::mm_out(dh_prev, d_a_t, weight_hh);
       if (fgr) {                                         // δifo_{t-1} = [δa_i, δa_f, δa_o] W_gg
@@ -233,5 +252,7 @@ std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch:
       }
     }
   });
-  return {d_a, dh, dc, fgr ? d_ifo : torch::empty({0}, gates.options())};
+  // clone: from_blob only borrows the vector, which dies with this function
+  auto dp = torch::from_blob(dp_sum.data(), {3, H}, torch::kFloat64).clone().to(gates.scalar_type());
+  return {d_a, dh, dc, fgr ? d_ifo : torch::empty({0}, gates.options()), dp};
 }

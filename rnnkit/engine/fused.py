@@ -128,20 +128,20 @@ class _FusedLSTM(torch.autograd.Function):
         weight_hh, bias_hh, p_i, p_f, p_o, weight_gg = _unpack(ctx.present, tensors)
         order, layout = ctx.order, ctx.layout
         fgr = weight_gg is not None
-        d_a, dh0, dc0, d_ifo0 = _kernels.lstm_family_backward(
+        d_a, dh0, dc0, d_ifo0, d_peepholes = _kernels.lstm_family_backward(
             order.sort(grad_h_all, 1).contiguous(), order.sort(grad_h, 0).contiguous(),
             order.sort(grad_c, 0).contiguous(), gates, c_all, c0, weight_hh.contiguous(),
             _or_empty(p_i, gates), _or_empty(p_f, gates), _or_empty(p_o, gates),
             weight_gg.contiguous() if fgr else gates.new_empty(0),
             order.sort(grad_ifo, 0).contiguous() if fgr else gates.new_empty(0), layout["offsets"],
             layout["cifg"], layout["g_identity"], layout["h_identity"], order.running)
-        # Once per sequence: dU = Σ δa h_{t−1}ᵀ over all rows, db = Σ δa, dp = Σ δa_gate ⊙ c.
+        # Once per sequence: dU = Σ δa h_{t−1}ᵀ over all rows, db = Σ δa (the loop summed the
+        # peepholes' dp = Σ δa_gate ⊙ c as it went).
         grads = [summed_outer(d_a, previous_steps(h_all, h0)), summed(d_a) if bias_hh is not None else None]
         H = h0.shape[-1]
         blocks = {g: slice(k * H, (k + 1) * H) for g, k in zip("ifgo", layout["offsets"]) if k >= 0}
-        c_prev = previous_steps(c_all, c0)                                      # (T, B, H)
-        for gate, peephole, c_seen in zip("ifo", (p_i, p_f, p_o), (c_prev, c_prev, c_all)):
-            grads.append(summed(d_a[..., blocks[gate]] * c_seen) if peephole is not None else None)
+        for k, peephole in enumerate((p_i, p_f, p_o)):
+            grads.append(d_peepholes[k] if peephole is not None else None)
         if fgr:                                            # dW_gg = Σ δ[a_i, a_f, a_o] ifo_{t−1}ᵀ
             ifo_all = torch.cat([gates[..., blocks[g]] for g in "ifo"], dim=-1)   # (T, B, 3H)
             d_ifo_pre = torch.cat([d_a[..., blocks[g]] for g in "ifo"], dim=-1)   # (T, B, 3H)
