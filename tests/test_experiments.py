@@ -20,12 +20,12 @@ FOREIGN = ("<!-- study:tagging -->\n## 5. Tagging\n\nhand-made text of another s
            "\n<!-- /study:tagging -->")
 
 
-def results_file(tmp_path: Path, study: str) -> Path:
+def results_file(tmp_path: Path, study: str, foreign: str = FOREIGN) -> Path:
     """A results file holding the header, a stale section of ``study`` and a foreign section."""
     path = tmp_path / "docs" / "results.md"
     path.parent.mkdir()
     stale = f"<!-- study:{study} -->\nSTALE NUMBERS\n<!-- /study:{study} -->"
-    path.write_text(common.HEADER + "\n" + stale + "\n\n" + FOREIGN + "\n", encoding="utf-8")
+    path.write_text(common.HEADER + "\n" + stale + "\n\n" + foreign + "\n", encoding="utf-8")
     return path
 
 
@@ -86,6 +86,156 @@ def test_smoke_run_replaces_only_its_section(tmp_path, excerpts, script, study, 
         png = path.parent / "results" / figure
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](results/{figure})" in section
+
+
+# ------------------------------------------------------------------ studies 3-7 (task recipes)
+RECIPE_STUDIES = [("charlm", None), ("wordlm", None), ("tagging", None), ("sentiment", None),
+                  ("translation", "translation_attention_1.png")]
+OTHER_FOREIGN = FOREIGN.replace("tagging", "esn").replace("5. Tagging", "9. Echo state network")
+PUBLISHED_FIGURE = {"charlm": "1.88", "wordlm": "114.5", "tagging": "94.4", "sentiment": "51.0",
+                    "translation": "28.3"}
+
+
+def write_lines(path: Path, lines) -> None:
+    """``lines`` into ``path`` (gzipped when it ends in .gz), one per line."""
+    import gzip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(line + "\n" for line in lines)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt", encoding="utf-8") as stream:
+            stream.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def conllu_sentence(words_and_tags) -> str:
+    rows = [f"{k}\t{word}\t{word}\t{tag}\t_\t_\t0\tdep\t_\t_" for k, (word, tag) in enumerate(words_and_tags, 1)]
+    return "# text = " + " ".join(w for w, _ in words_and_tags) + "\n" + "\n".join(rows) + "\n"
+
+
+@pytest.fixture(scope="module")
+def mini_data(tmp_path_factory):
+    """A data folder laid out as /work/shared/data, with a few made-up records in each file the
+    studies 3-7 read, so that their smoke runs need no download."""
+    root = tmp_path_factory.mktemp("data")
+    nouns, verbs = ["dog", "cat", "man", "girl"], ["runs", "sleeps", "sings"]
+    sentences = [f"the {n} {v}" for n in nouns for v in verbs]                       # 12
+    write_lines(root / "tinyshakespeare" / "input.txt", ["First Citizen:", "Before we proceed, hear me."] * 40)
+    for split in ("train", "valid", "test"):
+        write_lines(root / "ptb" / f"ptb.{split}.txt", [f" {s} " for s in sentences])
+        write_lines(root / "ptb" / f"ptb.char.{split}.txt", [" ".join("_".join(s.split())) for s in sentences])
+        tagged = [list(zip(s.split() + ["."], ["DET", "NOUN", "VERB", "PUNCT"])) for s in sentences]
+        (root / "ud_english_ewt").mkdir(exist_ok=True)
+        (root / "ud_english_ewt" / f"en_ewt-ud-{'dev' if split == 'valid' else split}.conllu").write_text(
+            "\n".join(conllu_sentence(t) for t in tagged) + "\n", encoding="utf-8")
+        cities = ["boston", "denver", "dallas"]
+        write_lines(root / "atis" / split / "seq.in", [f"flights from {a} to {b}" for a in cities for b in cities])
+        write_lines(root / "atis" / split / "seq.out", ["O O B-fromloc.city_name O B-toloc.city_name"] * 9)
+        write_lines(root / "atis" / split / "label", ["atis_flight", "atis_airfare", "atis_flight"] * 3)
+        sst = "dev" if split == "valid" else split
+        write_lines(root / "sst" / "sst2_sentences" / f"stsa.binary.{sst}",
+                    [f"{k % 2} a {'good' if k % 2 else 'bad'} film" for k in range(10)])
+        write_lines(root / "sst" / "trees" / f"{sst}.txt",
+                    [f"({k} (2 a) ({k} ({k} {'good' if k > 2 else 'bad'}) (2 film)))" for k in (0, 1, 3, 4)] * 3)
+        name = {"train": "train", "valid": "val", "test": "test_2016_flickr"}[split]
+        write_lines(root / "multi30k" / f"{name}.de.gz", [f"der {n} läuft ." for n in ("hund", "mann", "kater")] * 4)
+        write_lines(root / "multi30k" / f"{name}.en.gz", [f"the {n} runs ." for n in ("dog", "man", "cat")] * 4)
+    return root
+
+
+@pytest.mark.parametrize("script,figure", RECIPE_STUDIES)
+def test_recipe_study_smoke_run_replaces_only_its_section(tmp_path, mini_data, script, figure):
+    foreign = OTHER_FOREIGN if script == "tagging" else FOREIGN
+    path = results_file(tmp_path, script, foreign)
+    before = path.read_text(encoding="utf-8")
+    run_script(script, "--results", str(path), "--data", str(mini_data))
+    after = path.read_text(encoding="utf-8")
+    section = section_of(after, script)
+    assert "STALE NUMBERS" not in after and "skipped" not in section
+    assert_stamped(section, script)
+    assert section.count("|---") >= 1
+    assert PUBLISHED_FIGURE[script] in section                         # the published figure beside ours
+    stale = section_of(before, script)
+    assert after.replace(section, "@") == before.replace(stale, "@")
+    assert foreign in after and after.startswith(common.HEADER)
+    if figure is not None:
+        png = path.parent / "results" / figure
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](results/{figure})" in section
+
+
+@pytest.mark.parametrize("script", [name for name, _ in RECIPE_STUDIES])
+def test_recipe_study_without_its_data_says_what_is_absent(tmp_path, capsys, script):
+    import importlib
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    importlib.import_module(script).main(["--smoke", "--data", str(empty)])      # in-process: no file written
+    out = capsys.readouterr().out
+    assert f"{empty}" in out and "absent (pass --data DIR)" in out
+    assert "skipped" in out and PUBLISHED_FIGURE[script] in out
+    assert "|---" in out
+
+
+def test_excerpts_keep_whole_conllu_sentences_and_gzip(tmp_path):
+    import gzip
+    import recipe_runs
+    data = tmp_path / "data"
+    sentences = [conllu_sentence([(w, "X")]) for w in ("a", "b", "c")]
+    (data / "ud").mkdir(parents=True)
+    (data / "ud" / "t.conllu").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    write_lines(data / "m" / "x.gz", [f"line {k}" for k in range(10)])
+    out = recipe_runs.excerpts(data, ["ud/t.conllu", "m/x.gz", "absent.txt"], tmp_path / "out", records=2)
+    assert (out / "ud" / "t.conllu").read_text(encoding="utf-8") == sentences[0] + "\n" + sentences[1] + "\n"
+    with gzip.open(out / "m" / "x.gz", "rt", encoding="utf-8") as stream:
+        assert stream.read() == "line 0\nline 1\n"
+    assert not (out / "absent.txt").exists()
+
+
+def test_weighted_shares_of_what_is_left():
+    import recipe_runs
+    clock = common.Clock(minutes=1.0)
+    clock.start -= 20.0                                  # 40 s left
+    assert recipe_runs.seconds_for(clock, 2.0, 5.0) == pytest.approx(16.0, abs=0.1)
+    with pytest.raises(ValueError, match="weight"):
+        recipe_runs.seconds_for(clock, 3.0, 2.0)
+
+
+def test_wordlm_phases_give_zaremba_learning_rates():
+    """The two resumed step-schedule phases give lr = 0.5^max(e − 3, 0) in epoch e = 0 … 12 (Zaremba
+    et al.'s lr_decay = 0.5 ** max(i + 1 - max_epoch, 0) with max_epoch = 4), step by step."""
+    import wordlm
+    from rnnkit.train.schedule import LearningRateSchedule
+    steps_per_epoch = 7
+    phases = wordlm.schedule_phases(steps_per_epoch)
+
+    def schedule(phase):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=phase["lr"])
+        return optimizer, LearningRateSchedule(optimizer, phase["schedule"], gamma=phase["lr_gamma"],
+                                               step_size=phase["lr_step_size"],
+                                               warmup_steps=phase.get("warmup_steps", 0))
+    rates = []
+    optimizer, first = schedule(phases[0])
+    for _ in range(phases[0]["epochs"] * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        first.step()
+    optimizer, second = schedule(phases[1])
+    second.load_state_dict(first.state_dict())           # what a resumed run does
+    for _ in range((phases[1]["epochs"] - phases[0]["epochs"]) * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        second.step()
+    expected = [0.5 ** max(step // steps_per_epoch - 3, 0) for step in range(13 * steps_per_epoch)]
+    assert rates == pytest.approx(expected)
+
+
+def test_sst_majority_baselines_from_the_files(tmp_path):
+    import sentiment
+    trees = tmp_path / "t.txt"
+    write_lines(trees, ["(3 (2 a) (3 b))", "(1 (2 a) (1 b))", "(3 (3 a) (2 b))", "", "(0 (0 x) (2 y))"])
+    assert sentiment.root_labels(trees) == ["3", "1", "3", "0"]
+    assert sentiment.majority_accuracy(sentiment.root_labels(trees)) == 0.5
+    sst2 = tmp_path / "s.txt"
+    write_lines(sst2, ["1 good film", "0 bad", "1 fine"])
+    assert sentiment.sst2_labels(sst2) == ["1", "0", "1"]
 
 
 def test_missing_data_file_is_reported_not_fatal(tmp_path):
