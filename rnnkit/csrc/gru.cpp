@@ -31,9 +31,9 @@ std::vector<torch::Tensor> gru_forward(torch::Tensor u, torch::Tensor h0, torch:
                                        torch::Tensor bias_hh, bool original, std::vector<int64_t> running) {
   const int64_t T = u.size(0), B = u.size(1), H = h0.size(1), G = 3 * H;
   TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
-  auto gates = torch::zeros_like(u);
-  auto saved = torch::zeros({T, B, H}, u.options());
-  auto h_all = torch::zeros({T, B, H}, u.options());
+  auto gates = step_buffer(u.sizes(), u.options(), running);
+  auto saved = step_buffer({T, B, H}, u.options(), running);
+  auto h_all = step_buffer({T, B, H}, u.options(), running);
   auto h = h0.clone();
   auto rec = torch::empty({B, original ? 2 * H : G}, u.options());
   auto a_n = torch::empty({B, H}, u.options());
@@ -109,8 +109,8 @@ std::vector<torch::Tensor> gru_backward(torch::Tensor grad_h_all, torch::Tensor 
                                         torch::Tensor saved, torch::Tensor h_all, torch::Tensor h0,
                                         torch::Tensor weight_hh, bool original, std::vector<int64_t> running) {
   const int64_t T = gates.size(0), B = gates.size(1), H = h0.size(1), G = 3 * H;
-  auto d_u = torch::zeros_like(gates);
-  auto d_rec = torch::zeros_like(gates);
+  auto d_u = step_buffer(gates.sizes(), gates.options(), running);
+  auto d_rec = step_buffer(gates.sizes(), gates.options(), running);
   auto dh = grad_h.clone();                              // rows not yet started hold the final grads
   auto dh_in = torch::empty({B, H}, gates.options());
   auto d_rh = torch::empty({B, H}, gates.options());

@@ -167,9 +167,9 @@ std::vector<torch::Tensor> lstm_family_forward(torch::Tensor u, torch::Tensor h0
   const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = h0.size(1);
   const Layout L = layout_of(H, G, offsets, cifg, g_identity, h_identity);
   TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
-  auto gates = torch::zeros_like(u);
-  auto h_all = torch::zeros({T, B, H}, u.options());
-  auto c_all = torch::zeros({T, B, H}, u.options());
+  auto gates = step_buffer(u.sizes(), u.options(), running);
+  auto h_all = step_buffer({T, B, H}, u.options(), running);
+  auto c_all = step_buffer({T, B, H}, u.options(), running);
   auto h = h0.clone(), c = c0.clone();                   // the state, updated in place row-prefix-wise
   const bool has_bias = bias_hh.defined() && bias_hh.numel();
   const bool fgr = weight_gg_t.defined() && weight_gg_t.numel();
@@ -215,7 +215,7 @@ std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch:
                                                 bool h_identity, std::vector<int64_t> running) {
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = c0.size(1);
   const Layout L = layout_of(H, G, offsets, cifg, g_identity, h_identity);
-  auto d_a = torch::zeros_like(gates);
+  auto d_a = step_buffer(gates.sizes(), gates.options(), running);
   auto dh = grad_h.clone(), dc = grad_c.clone();         // rows not yet started hold the final grads
   auto dh_step = torch::empty({B, H}, gates.options());
   const bool fgr = weight_gg.defined() && weight_gg.numel();

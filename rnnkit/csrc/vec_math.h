@@ -13,6 +13,7 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace rnnkit {
 
@@ -30,6 +31,16 @@ inline Vec<T> load(const T* p, int64_t count) {
 template <typename T>
 inline void store(const Vec<T>& v, T* p, int64_t count) {
   if (count == Vec<T>::size()) v.store(p); else v.store(p, count);
+}
+
+// A (T, B, ...) buffer that the loop fills row-prefix by row-prefix: left uninitialised when every
+// step runs the whole batch (every element is written), zero-filled when some sequences end early
+// (their rows past the end must read as zero). Saves a memset of each buffer on full batches.
+inline torch::Tensor step_buffer(at::IntArrayRef sizes, const at::TensorOptions& options,
+                                 const std::vector<int64_t>& running) {
+  const int64_t batch = sizes[1];
+  const bool full = std::all_of(running.begin(), running.end(), [&](int64_t n) { return n == batch; });
+  return full ? torch::empty(sizes, options) : torch::zeros(sizes, options);
 }
 
 // A tensor's data, or null for an absent (empty) optional tensor.
