@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 from common import Clock, fmt, markdown_table, parse_args, report
-from recipe_runs import (SMOKE_TRAINING, absent_note, add_data_option, excerpts, missing, run_summary,
-                         seconds_for, train_and_test)
+from recipe_runs import (SMOKE_TRAINING, absent_note, add_data_option, excerpts, fixed_seconds, missing,
+                         run_summary, train_and_test)
 
 SHAKESPEARE = "tinyshakespeare/input.txt"
 PTB_CHAR = ("ptb/ptb.char.train.txt", "ptb/ptb.char.valid.txt", "ptb/ptb.char.test.txt")
@@ -75,7 +75,7 @@ def split_shakespeare(path: Path, into: Path) -> tuple[Path, Path]:
     return train, valid
 
 
-def shakespeare_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, notes: list[str]
+def shakespeare_rows(args, clock: Clock, data: Path, work: Path, total_weight: float, notes: list[str]
                      ) -> tuple[list[list[str]], list[float]]:
     """One row per cell: parameters, validation loss (nats/char) and bits per character."""
     path = data / SHAKESPEARE
@@ -85,8 +85,7 @@ def shakespeare_rows(args, clock: Clock, data: Path, work: Path, weights_left: f
     train, valid = split_shakespeare(path, work)
     rows, losses = [], []
     for label, cell in CELLS:
-        seconds = seconds_for(clock, WEIGHTS["shakespeare"], weights_left)
-        weights_left -= WEIGHTS["shakespeare"]
+        seconds = fixed_seconds(clock, WEIGHTS["shakespeare"], total_weight)
         print(f"tinyshakespeare, {label}: {seconds / 60:.1f} min", flush=True)
         outcome = train_and_test("lm", str(train), str(valid), str(valid), seconds=seconds,
                                  out_dir=work / f"shakespeare-{cell}", training=training(args),
@@ -98,14 +97,14 @@ def shakespeare_rows(args, clock: Clock, data: Path, work: Path, weights_left: f
     return rows, losses
 
 
-def ptb_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> list[list[str]]:
+def ptb_rows(args, clock: Clock, data: Path, work: Path, total_weight: float, notes: list[str]) -> list[list[str]]:
     paths = [data / name for name in PTB_CHAR]
     absent = missing(paths)
     if absent:
         notes.append(absent_note("PTB characters", absent))
         return [["LSTM (ours)", "", "skipped", "skipped", ""]]
     train, valid, test = (str(p) for p in paths)
-    seconds = seconds_for(clock, WEIGHTS["ptb"], WEIGHTS["ptb"])
+    seconds = fixed_seconds(clock, WEIGHTS["ptb"], total_weight)
     print(f"PTB characters, LSTM: {seconds / 60:.1f} min", flush=True)
     training_options = training(args) if args.smoke else {**training(args), "eval_every": 500}
     outcome = train_and_test("lm", train, valid, test, seconds=seconds, out_dir=work / "ptb-char-lstm",
@@ -143,10 +142,10 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="rnnkit-charlm-") as tmp:
         work = Path(tmp)
         data = excerpts(args.data, [SHAKESPEARE, *PTB_CHAR], work / "data", records=40) if args.smoke else args.data
-        weights_left = len(CELLS) * WEIGHTS["shakespeare"] + (0 if missing(data / p for p in PTB_CHAR)
-                                                              else WEIGHTS["ptb"])
-        shakespeare, losses = shakespeare_rows(args, clock, data, work, weights_left, notes)
-        ptb = ptb_rows(args, clock, data, work, notes)
+        total_weight = ((0 if missing([data / SHAKESPEARE]) else len(CELLS) * WEIGHTS["shakespeare"])
+                        + (0 if missing(data / name for name in PTB_CHAR) else WEIGHTS["ptb"]))
+        shakespeare, losses = shakespeare_rows(args, clock, data, work, total_weight, notes)
+        ptb = ptb_rows(args, clock, data, work, total_weight, notes)
     if losses:
         best = min(losses)
         relation = "below" if best < NANOGPT_CPU_LOSS else "above"

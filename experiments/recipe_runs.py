@@ -128,10 +128,13 @@ def _quiet(message: str) -> None:
     print("  " + message, flush=True)
 
 
-def shares(weights: Sequence[float]) -> list[float]:
-    """Each run's fraction of a budget, proportional to ``weights``."""
-    total = float(sum(weights))
-    return [weight / total for weight in weights]
+def fixed_seconds(clock, weight: float, total_weight: float) -> float:
+    """A run's training seconds when the runs compare at a fixed CPU time each: its ``weight`` out
+    of ``total_weight`` of the whole budget of ``clock`` (``common.Clock``), whatever the runs before
+    it used; test evaluations come on top."""
+    if not 0 < weight <= total_weight:
+        raise ValueError(f"weight must be in (0, total_weight], got {weight} of {total_weight}")
+    return clock.seconds * weight / total_weight
 
 
 def seconds_for(clock, weight: float, weights_left: float) -> float:

@@ -13,7 +13,7 @@ except for the attention:
 * **Bahdanau attention** (Bahdanau, Cho & Bengio 2015, arXiv:1409.0473: additive scores over the
   encoder's outputs at every decoder step), with input feeding (Luong et al. 2015).
 
-Each gets half the budget (a fixed CPU time), Adam, the gradient norm clipped to 1, one evaluation
+Each trains for half the budget (a fixed CPU time; test decoding comes on top), Adam, the gradient norm clipped to 1, one evaluation
 per epoch on ``val`` (greedy decoding, BLEU), stopping after 3 epochs without a better BLEU; the best
 checkpoint is scored on ``test_2016_flickr`` by sacrebleu (BLEU and chrF on detokenised, lower-cased
 text; ``rnnkit.recipes.translate``). The attention weights of the first ``--maps`` test sentences
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from common import Clock, figure_path, markdown_table, parse_args, report
 from recipe_runs import (SMOKE_TRAINING, absent_note, add_data_option, excerpts, missing, run_summary,
-                         seconds_for, train_and_test)
+                         fixed_seconds, train_and_test)
 from rnnkit.data.text import iter_lines
 from rnnkit.diagnose.attention import plot_attention
 
@@ -92,11 +92,11 @@ def main(argv=None) -> None:
         if absent:
             notes.append(absent_note("The study", absent))
         bleus = {}
-        for k, (label, attention) in enumerate(MODELS):
+        for label, attention in MODELS:
             if absent:
                 rows.append([label, "", "skipped", "", "", f"{TUTORIAL_BLEU[attention]}", ""])
                 continue
-            seconds = seconds_for(clock, 1.0, len(MODELS) - k)
+            seconds = fixed_seconds(clock, 1.0, len(MODELS))
             print(f"Multi30k, {label}: {seconds / 60:.1f} min", flush=True)
             outcome = train_and_test("translate", pair(data, SPLITS["train"]), pair(data, SPLITS["dev"]),
                                      pair(data, SPLITS["test"]), seconds=seconds, out_dir=work / attention,

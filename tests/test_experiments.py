@@ -191,13 +191,15 @@ def test_excerpts_keep_whole_conllu_sentences_and_gzip(tmp_path):
     assert not (out / "absent.txt").exists()
 
 
-def test_weighted_shares_of_what_is_left():
+def test_weighted_shares_of_what_is_left_and_of_the_whole_budget():
     import recipe_runs
     clock = common.Clock(minutes=1.0)
     clock.start -= 20.0                                  # 40 s left
     assert recipe_runs.seconds_for(clock, 2.0, 5.0) == pytest.approx(16.0, abs=0.1)
-    with pytest.raises(ValueError, match="weight"):
-        recipe_runs.seconds_for(clock, 3.0, 2.0)
+    assert recipe_runs.fixed_seconds(clock, 2.0, 5.0) == pytest.approx(24.0)     # 2/5 of 60 s, whatever is left
+    for share in (recipe_runs.seconds_for, recipe_runs.fixed_seconds):
+        with pytest.raises(ValueError, match="weight"):
+            share(clock, 3.0, 2.0)
 
 
 def test_wordlm_phases_give_zaremba_learning_rates():
