@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 from common import Clock, fmt, markdown_table, parse_args, report
-from recipe_runs import (SMOKE_TRAINING, absent_note, add_data_option, excerpts, fixed_seconds, missing,
-                         run_summary, train_and_test)
+from recipe_runs import (absent_note, add_data_option, batch_size, excerpts, fixed_seconds, missing, run_summary,
+                         train_and_test, training_options)
 
 SHAKESPEARE = "tinyshakespeare/input.txt"
 PTB_CHAR = ("ptb/ptb.char.train.txt", "ptb/ptb.char.valid.txt", "ptb/ptb.char.test.txt")
@@ -88,9 +88,9 @@ def shakespeare_rows(args, clock: Clock, data: Path, work: Path, total_weight: f
         seconds = fixed_seconds(clock, WEIGHTS["shakespeare"], total_weight)
         print(f"tinyshakespeare, {label}: {seconds / 60:.1f} min", flush=True)
         outcome = train_and_test("lm", str(train), str(valid), str(valid), seconds=seconds,
-                                 out_dir=work / f"shakespeare-{cell}", training=training(args),
+                                 out_dir=work / f"shakespeare-{cell}", training=training_options(args, TRAINING),
                                  model_options={**model(args), "cell": cell}, data_options=data_options(args),
-                                 batch_size=batch(args))
+                                 batch_size=batch_size(args, BATCH))
         losses.append(outcome.test["loss"])
         rows.append([label, f"{outcome.parameters:,}", fmt(outcome.test["loss"]),
                      fmt(outcome.test["bits_per_character"]), run_summary(outcome)])
@@ -106,10 +106,12 @@ def ptb_rows(args, clock: Clock, data: Path, work: Path, total_weight: float, no
     train, valid, test = (str(p) for p in paths)
     seconds = fixed_seconds(clock, WEIGHTS["ptb"], total_weight)
     print(f"PTB characters, LSTM: {seconds / 60:.1f} min", flush=True)
-    training_options = training(args) if args.smoke else {**training(args), "eval_every": 500}
+    ptb_training = {**TRAINING, "eval_every": 500}           # its validation text is 3.5 times larger
     outcome = train_and_test("lm", train, valid, test, seconds=seconds, out_dir=work / "ptb-char-lstm",
-                             training=training_options, model_options={**model(args), "cell": "lstm"},
-                             data_options={**data_options(args), "level": "ptb-char"}, batch_size=batch(args))
+                             training=training_options(args, ptb_training),
+                             model_options={**model(args), "cell": "lstm"},
+                             data_options={**data_options(args), "level": "ptb-char"},
+                             batch_size=batch_size(args, BATCH))
     best_valid = outcome.best_dev["bits_per_character"] if outcome.best_dev else float("nan")
     return [["LSTM (ours)", f"{outcome.parameters:,}", fmt(best_valid), fmt(outcome.test["bits_per_character"]),
              run_summary(outcome)]]
@@ -123,20 +125,8 @@ def data_options(args) -> dict:
     return SMOKE_DATA if args.smoke else DATA
 
 
-def training(args) -> dict:
-    return {**TRAINING, **SMOKE_TRAINING, "eval_every": None} if args.smoke else TRAINING
-
-
-def batch(args) -> int:
-    return 4 if args.smoke else BATCH
-
-
-def add_options(parser) -> None:
-    add_data_option(parser)
-
-
 def main(argv=None) -> None:
-    args = parse_args("charlm", __doc__, full_budget=60, argv=argv, add_options=add_options)
+    args = parse_args("charlm", __doc__, full_budget=60, argv=argv, add_options=add_data_option)
     clock = Clock(args.budget)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rnnkit-charlm-") as tmp:
@@ -159,7 +149,7 @@ def main(argv=None) -> None:
     ptb += [[label, "", "", value, remark] for label, value, remark in PUBLISHED_PTB]
     layers, hidden = model(args)["layers"], model(args)["hidden"]
     parts = [f"**tinyshakespeare** (90/10 split by characters): {layers} layer(s) of {hidden}, windows of "
-             f"{data_options(args)['seq_len']} characters, batch {batch(args)}, Adam lr {TRAINING['lr']}, "
+             f"{data_options(args)['seq_len']} characters, batch {batch_size(args, BATCH)}, Adam lr {TRAINING['lr']}, "
              "the same time for each cell; the checkpoint with the best validation loss.",
              markdown_table(["model", "parameters", "validation loss (nats/char)", "bits/char", "training"],
                             shakespeare),

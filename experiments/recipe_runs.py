@@ -27,11 +27,21 @@ from rnnkit.train import TrainConfig
 DEFAULT_DATA = Path("/work/shared/data")
 SMOKE_RECORDS = 24              # records (lines, sentences) of each file kept by --smoke
 SMOKE_TRAINING = dict(max_steps=2, epochs=1)
+SMOKE_BATCH = 4
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                         help=f"the shared data folder, laid out as its README.md says (default {DEFAULT_DATA})")
+
+
+def training_options(args: argparse.Namespace, training: dict[str, Any]) -> dict[str, Any]:
+    """A study's ``TrainConfig`` fields; with ``--smoke``, two steps without evaluation on the way."""
+    return {**training, **SMOKE_TRAINING, "eval_every": None} if args.smoke else training
+
+
+def batch_size(args: argparse.Namespace, full: int) -> int:
+    return SMOKE_BATCH if args.smoke else full
 
 
 def missing(paths: Iterable[Path]) -> list[Path]:
@@ -148,6 +158,11 @@ def seconds_for(clock, weight: float, weights_left: float) -> float:
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def goal_note(what: str, value: float, goal: float) -> str:
+    """``"WHAT 95.3% — goal ≥ 95.0% met."`` (fractions in, percents out)."""
+    return f"{what} {percent(value)}% — goal ≥ {percent(goal)}% {'met' if value >= goal else 'not met'}."
 
 
 def run_summary(outcome: Outcome) -> str:

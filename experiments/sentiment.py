@@ -25,8 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 from common import Clock, markdown_table, parse_args, report
-from recipe_runs import (SMOKE_TRAINING, absent_note, add_data_option, excerpts, missing, percent, run_summary,
-                         seconds_for, train_and_test)
+from recipe_runs import (absent_note, add_data_option, batch_size, excerpts, goal_note, missing, percent,
+                         run_summary, seconds_for, train_and_test, training_options)
 from rnnkit.data.text import iter_nonblank_lines
 
 SST2 = tuple(f"sst/sst2_sentences/stsa.binary.{split}" for split in ("train", "dev", "test"))
@@ -74,11 +74,12 @@ def sst2_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, n
     seconds = seconds_for(clock, WEIGHTS["sst2"], weights_left)
     print(f"SST-2: {seconds / 60:.1f} min", flush=True)
     outcome = train_and_test("classify", *(str(p) for p in paths), seconds=seconds, out_dir=work / "sst2",
-                             training=training(args), model_options=SMOKE_BILSTM if args.smoke else BILSTM,
-                             data_options=dict(format="sst", lowercase=True, min_freq=2), batch_size=batch(args))
+                             training=training_options(args, TRAINING),
+                             model_options=SMOKE_BILSTM if args.smoke else BILSTM,
+                             data_options=dict(format="sst", lowercase=True, min_freq=2),
+                             batch_size=batch_size(args, BATCH))
     accuracy = outcome.test["accuracy"]
-    notes.append(f"SST-2: accuracy {percent(accuracy)}% — goal ≥ {percent(GOALS['sst2'])}% "
-                 f"{'met' if accuracy >= GOALS['sst2'] else 'not met'}.")
+    notes.append(goal_note("SST-2: accuracy", accuracy, GOALS["sst2"]))
     return [["SST-2", "BiLSTM, max pooling (ours)", percent(accuracy), percent(GOALS["sst2"]), run_summary(outcome)],
             ["SST-2", "majority class", percent(majority_accuracy(sst2_labels(paths[2]))), "", ""]]
 
@@ -92,30 +93,20 @@ def sst5_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> l
     seconds = seconds_for(clock, WEIGHTS["sst5"], WEIGHTS["sst5"])
     print(f"SST-5: {seconds / 60:.1f} min", flush=True)
     outcome = train_and_test("tree", *(str(p) for p in paths), seconds=seconds, out_dir=work / "sst5",
-                             training=training(args), model_options=SMOKE_TREE_LSTM if args.smoke else TREE_LSTM,
-                             data_options=dict(labels="fine", lowercase=True, min_freq=2), batch_size=batch(args))
+                             training=training_options(args, TRAINING),
+                             model_options=SMOKE_TREE_LSTM if args.smoke else TREE_LSTM,
+                             data_options=dict(labels="fine", lowercase=True, min_freq=2),
+                             batch_size=batch_size(args, BATCH))
     accuracy = outcome.test["accuracy"]
-    notes.append(f"SST-5: root accuracy {percent(accuracy)}% — goal ≥ {percent(GOALS['sst5'])}% "
-                 f"{'met' if accuracy >= GOALS['sst5'] else 'not met'}; Tai et al. report {TAI_TREE_LSTM_FINE}%.")
+    notes.append(goal_note("SST-5: root accuracy", accuracy, GOALS["sst5"])
+                 + f" Tai et al. report {TAI_TREE_LSTM_FINE}%.")
     return [["SST-5", "Tree-LSTM (ours)", percent(accuracy), percent(GOALS["sst5"]), run_summary(outcome)],
             ["SST-5", "majority class", percent(majority_accuracy(root_labels(paths[2]))), "", ""],
             ["SST-5", "Tree-LSTM, Tai et al. 2015 (published)", f"{TAI_TREE_LSTM_FINE}", "", "GloVe 300-d, tuned"]]
 
 
-def training(args) -> dict:
-    return {**TRAINING, **SMOKE_TRAINING} if args.smoke else TRAINING
-
-
-def batch(args) -> int:
-    return 4 if args.smoke else BATCH
-
-
-def add_options(parser) -> None:
-    add_data_option(parser)
-
-
 def main(argv=None) -> None:
-    args = parse_args("sentiment", __doc__, full_budget=15, argv=argv, add_options=add_options)
+    args = parse_args("sentiment", __doc__, full_budget=15, argv=argv, add_options=add_data_option)
     clock = Clock(args.budget)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rnnkit-sentiment-") as tmp:
@@ -125,7 +116,7 @@ def main(argv=None) -> None:
         rows = sst2_rows(args, clock, data, work, weights_left, notes) + sst5_rows(args, clock, data, work, notes)
     bilstm = SMOKE_BILSTM if args.smoke else BILSTM
     parts = [f"Test accuracy in percent; embeddings {bilstm['embedding']}, {bilstm['hidden']} units (each way for "
-             f"the BiLSTM), dropout {bilstm['dropout']}, Adam lr {TRAINING['lr']}, batch {batch(args)}; "
+             f"the BiLSTM), dropout {bilstm['dropout']}, Adam lr {TRAINING['lr']}, batch {batch_size(args, BATCH)}; "
              "best dev epoch.",
              markdown_table(["data", "model", "accuracy (test)", "goal", "training"], rows),
              *notes, PUBLISHED]

@@ -25,8 +25,8 @@ import tempfile
 from pathlib import Path
 
 from common import Clock, markdown_table, parse_args, report
-from recipe_runs import (SMOKE_TRAINING, absent_note, add_data_option, excerpts, missing, percent, run_summary,
-                         seconds_for, train_and_test)
+from recipe_runs import (absent_note, add_data_option, batch_size, excerpts, goal_note, missing, percent,
+                         run_summary, seconds_for, train_and_test, training_options)
 
 EWT = tuple(f"ud_english_ewt/en_ewt-ud-{split}.conllu" for split in ("train", "dev", "test"))
 ATIS_SPLITS = ("train", "valid", "test")
@@ -59,11 +59,10 @@ def ewt_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, no
     print(f"UD EWT: {seconds / 60:.1f} min", flush=True)
     model = SMOKE_MODEL if args.smoke else EWT_MODEL
     outcome = train_and_test("tag", *(str(p) for p in paths), seconds=seconds, out_dir=work / "ewt",
-                             training=training(args), model_options={**model, "char_features": True},
-                             data_options={**DATA, "format": "conllu"}, batch_size=batch(args))
+                             training=training_options(args, TRAINING), model_options={**model, "char_features": True},
+                             data_options={**DATA, "format": "conllu"}, batch_size=batch_size(args, BATCH))
     accuracy = outcome.test["accuracy"]
-    notes.append(f"EWT: UPOS accuracy {percent(accuracy)}% — goal ≥ {percent(GOALS['upos'])}% "
-                 f"{'met' if accuracy >= GOALS['upos'] else 'not met'}.")
+    notes.append(goal_note("EWT: UPOS accuracy", accuracy, GOALS["upos"]))
     return [["UD EWT", "UPOS accuracy", percent(accuracy), percent(GOALS["upos"]), "94.4 (UDPipe 1)",
              run_summary(outcome)]]
 
@@ -78,30 +77,19 @@ def atis_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> l
     print(f"ATIS: {seconds / 60:.1f} min", flush=True)
     model = SMOKE_MODEL if args.smoke else ATIS_MODEL
     outcome = train_and_test("tag", *(str(data / "atis" / split) for split in ATIS_SPLITS), seconds=seconds,
-                             out_dir=work / "atis", training=training(args), model_options={**model, "crf": True},
-                             data_options={**DATA, "format": "atis"}, batch_size=batch(args))
+                             out_dir=work / "atis", training=training_options(args, TRAINING),
+                             model_options={**model, "crf": True},
+                             data_options={**DATA, "format": "atis"}, batch_size=batch_size(args, BATCH))
     f1, intent = outcome.test["f1"], outcome.test["intent_accuracy"]
     for label, value, goal in (("slot F1", f1, GOALS["slot_f1"]), ("intent accuracy", intent, GOALS["intent"])):
-        notes.append(f"ATIS: {label} {percent(value)}% — goal ≥ {percent(goal)}% {'met' if value >= goal else 'not met'}.")
+        notes.append(goal_note(f"ATIS: {label}", value, goal))
     return [["ATIS", "slot F1 (conlleval)", percent(f1), percent(GOALS["slot_f1"]), "94.2-95.9",
              run_summary(outcome)],
             ["ATIS", "intent accuracy", percent(intent), percent(GOALS["intent"]), "", "(the same run)"]]
 
 
-def training(args) -> dict:
-    return {**TRAINING, **SMOKE_TRAINING} if args.smoke else TRAINING
-
-
-def batch(args) -> int:
-    return 4 if args.smoke else BATCH
-
-
-def add_options(parser) -> None:
-    add_data_option(parser)
-
-
 def main(argv=None) -> None:
-    args = parse_args("tagging", __doc__, full_budget=20, argv=argv, add_options=add_options)
+    args = parse_args("tagging", __doc__, full_budget=20, argv=argv, add_options=add_data_option)
     clock = Clock(args.budget)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rnnkit-tagging-") as tmp:
@@ -111,8 +99,8 @@ def main(argv=None) -> None:
         rows = ewt_rows(args, clock, data, work, weights_left, notes) + atis_rows(args, clock, data, work, notes)
     model = SMOKE_MODEL if args.smoke else COMMON
     parts = [f"BiLSTM taggers, embeddings {model['embedding']}, {model['hidden']} units each way, dropout "
-             f"{model['dropout']}, Adam lr {TRAINING['lr']}, batch {batch(args)}; best dev epoch, scored on test "
-             "(percent).",
+             f"{model['dropout']}, Adam lr {TRAINING['lr']}, batch {batch_size(args, BATCH)}; best dev epoch, "
+             "scored on test (percent).",
              markdown_table(["data", "metric", "ours (test)", "goal", "published", "training"], rows),
              *notes, PUBLISHED]
     report(args, "\n\n".join(parts), clock)

@@ -13,9 +13,9 @@ except for the attention:
 * **Bahdanau attention** (Bahdanau, Cho & Bengio 2015, arXiv:1409.0473: additive scores over the
   encoder's outputs at every decoder step), with input feeding (Luong et al. 2015).
 
-Each trains for half the budget (a fixed CPU time; test decoding comes on top), Adam, the gradient norm clipped to 1, one evaluation
-per epoch on ``val`` (greedy decoding, BLEU), stopping after 3 epochs without a better BLEU; the best
-checkpoint is scored on ``test_2016_flickr`` by sacrebleu (BLEU and chrF on detokenised, lower-cased
+Each trains for half the budget (a fixed CPU time; test decoding comes on top) with Adam, the
+gradient norm clipped to 1, one evaluation per epoch on ``val`` (greedy decoding, BLEU), stopping
+after 3 epochs without a better BLEU; the best checkpoint is scored on ``test_2016_flickr`` by sacrebleu (BLEU and chrF on detokenised, lower-cased
 text; ``rnnkit.recipes.translate``). The attention weights of the first ``--maps`` test sentences
 are drawn as pictures (``rnnkit.diagnose.attention.plot_attention``) beside the results file.
 
@@ -27,8 +27,8 @@ import tempfile
 from pathlib import Path
 
 from common import Clock, figure_path, markdown_table, parse_args, report
-from recipe_runs import (SMOKE_TRAINING, absent_note, add_data_option, excerpts, missing, run_summary,
-                         fixed_seconds, train_and_test)
+from recipe_runs import (absent_note, add_data_option, batch_size, excerpts, fixed_seconds, missing, run_summary,
+                         train_and_test, training_options)
 from rnnkit.data.text import iter_lines
 from rnnkit.diagnose.attention import plot_attention
 
@@ -83,8 +83,7 @@ def main(argv=None) -> None:
     rows: list[list[str]] = []
     links: list[str] = []
     model = SMOKE_MODEL if args.smoke else MODEL
-    training = {**TRAINING, **SMOKE_TRAINING} if args.smoke else TRAINING
-    batch = 4 if args.smoke else BATCH
+    training, batch = training_options(args, TRAINING), batch_size(args, BATCH)
     with tempfile.TemporaryDirectory(prefix="rnnkit-translation-") as tmp:
         work = Path(tmp)
         data = excerpts(args.data, FILES, work / "data") if args.smoke else args.data

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from common import Clock, markdown_table, parse_args, report
-from recipe_runs import absent_note, add_data_option, excerpts, missing, run_summary, train_and_test
+from recipe_runs import absent_note, add_data_option, batch_size, excerpts, missing, run_summary, train_and_test
 from rnnkit.recipes.base import data_options_for, get_recipe, model_options_for
 
 PTB = ("ptb/ptb.train.txt", "ptb/ptb.valid.txt", "ptb/ptb.test.txt")
@@ -46,13 +46,14 @@ LSTM (2 × 200, 13 epochs): test perplexity **{PAPER_TEST_PERPLEXITY}**, the fig
 medium and large models, with dropout, reach 82.7 and 78.4 (figures not re-read from the paper here)."""
 
 
-def epoch_steps(train_path: str, batch_size: int, data_options: dict) -> int:
+def epoch_steps(train_path: str, rows: int, data_options: dict) -> int:
     """Optimiser steps in one epoch of the recipe's training batches (the windows of the stream)."""
     recipe = get_recipe("lm")
     options = data_options_for(recipe, data_options)
     records = recipe.read(train_path, options)
     state = recipe.prepare(records, model_options_for(recipe, {}), options)
-    return len(recipe.batches(records, state, batch_size, shuffle=True, seed=0))
+    # (each epoch starts the stream at its own seeded offset: epochs differ by a window at most)
+    return len(recipe.batches(records, state, rows, shuffle=True, seed=0))
 
 
 def schedule_phases(steps_per_epoch: int) -> list[dict]:
@@ -63,15 +64,12 @@ def schedule_phases(steps_per_epoch: int) -> list[dict]:
     return [constant, decaying]
 
 
-def add_options(parser) -> None:
-    add_data_option(parser)
-
-
 def main(argv=None) -> None:
-    args = parse_args("wordlm", __doc__, full_budget=75, argv=argv, add_options=add_options)
+    args = parse_args("wordlm", __doc__, full_budget=75, argv=argv, add_options=add_data_option)
     clock = Clock(args.budget)
     notes: list[str] = []
-    model, data_options, batch = (SMOKE_MODEL, SMOKE_DATA, 4) if args.smoke else (MODEL, DATA, BATCH)
+    model, data_options = (SMOKE_MODEL, SMOKE_DATA) if args.smoke else (MODEL, DATA)
+    batch = batch_size(args, BATCH)
     with tempfile.TemporaryDirectory(prefix="rnnkit-wordlm-") as tmp:
         work = Path(tmp)
         data = excerpts(args.data, PTB, work / "data") if args.smoke else args.data
@@ -93,7 +91,8 @@ def main(argv=None) -> None:
             valid_perplexity = outcome.best_dev["perplexity"] if outcome.best_dev else None
             test_perplexity = outcome.test["perplexity"]
             rows = [[f"LSTM {model['layers']} × {model['hidden']} (ours)", f"{outcome.parameters:,}",
-                     "n/a" if valid_perplexity is None else f"{valid_perplexity:.1f}", f"{test_perplexity:.1f}", run_summary(outcome)]]
+                     "n/a" if valid_perplexity is None else f"{valid_perplexity:.1f}",
+                     f"{test_perplexity:.1f}", run_summary(outcome)]]
             if outcome.epochs < EPOCHS:
                 notes.append(f"**Short of the paper's schedule**: {outcome.epochs} of its {EPOCHS} epochs fitted "
                              f"in the budget ({args.budget:g} min), so the perplexity is what that much "
