@@ -239,24 +239,30 @@ def test_sst2_sentiment_beats_the_majority_class(shared_data):
     assert accuracy(predicted, gold) >= baseline + 0.08, (accuracy(predicted, gold), baseline)
 
 
+def series_accuracy_and_baseline(x_train, y_train, x_test, y_test, pooling: str, epochs: int) -> tuple[float, float]:
+    """Train a GRU classifier (H=32) on float series (N, T, C) with string labels, batches of 10, Adam
+    1e-2; return its test accuracy and the majority class's."""
+    classes = sorted(set(y_train))
+    labels_train = torch.tensor([classes.index(label) for label in y_train])
+    labels_test = torch.tensor([classes.index(label) for label in y_test])
+    torch.manual_seed(0)
+    model = SequenceClassifier(num_classes=len(classes), input_size=x_train.shape[-1], hidden_size=32,
+                               cell="gru", pooling=pooling)
+    batches = [[(x_train[order], None, labels_train[order]) for order in torch.randperm(len(x_train)).split(10)]
+               for _ in range(epochs)]
+    train_classifier(model, batches, lr=1e-2)
+    with torch.no_grad():
+        test_accuracy = accuracy(model(x_test).argmax(-1), labels_test)
+    return test_accuracy, majority_accuracy(y_train, y_test)
+
+
 @pytest.mark.slow
 def test_gunpoint_time_series_classifier_beats_the_majority_class(shared_data):
     x_train, y_train = read_ucr(shared_data("timeseries/ucr/GunPoint/GunPoint_TRAIN.txt"))
     x_test, y_test = read_ucr(shared_data("timeseries/ucr/GunPoint/GunPoint_TEST.txt"))
-    classes = sorted(set(y_train))
     # every third of the 150 points: the gesture's shape survives, and the loop is 3x shorter
     x_train, x_test = torch.from_numpy(x_train[:, ::3]), torch.from_numpy(x_test[:, ::3])   # (N, 50, 1)
-    labels_train = torch.tensor([classes.index(label) for label in y_train])
-    labels_test = torch.tensor([classes.index(label) for label in y_test])
-
-    torch.manual_seed(0)
-    model = SequenceClassifier(num_classes=2, input_size=1, hidden_size=32, cell="gru", pooling="max")
-    epochs = [[(x_train[order], None, labels_train[order]) for order in torch.randperm(50).split(10)]
-              for _ in range(30)]
-    train_classifier(model, epochs, lr=1e-2)
-    with torch.no_grad():
-        test_accuracy = accuracy(model(x_test).argmax(-1), labels_test)
-    baseline = majority_accuracy(y_train, y_test)
+    test_accuracy, baseline = series_accuracy_and_baseline(x_train, y_train, x_test, y_test, "max", epochs=30)
     assert test_accuracy >= baseline + 0.15, (test_accuracy, baseline)
 
 
@@ -265,19 +271,8 @@ def test_basic_motions_multivariate_classifier_beats_the_majority_class(shared_d
     """UEA BasicMotions: 6 accelerometer and gyroscope channels x 100 steps, 4 activities."""
     x_train, y_train = read_uea_arff(shared_data("timeseries/uea/BasicMotions/BasicMotions_TRAIN.arff"))
     x_test, y_test = read_uea_arff(shared_data("timeseries/uea/BasicMotions/BasicMotions_TEST.arff"))
-    classes = sorted(set(y_train))
     scale = float(abs(x_train).max())                          # one scale for all channels, from train
     x_train, x_test = torch.from_numpy(x_train) / scale, torch.from_numpy(x_test) / scale   # (N, 100, 6)
-    labels_train = torch.tensor([classes.index(label) for label in y_train])
-    labels_test = torch.tensor([classes.index(label) for label in y_test])
-
-    torch.manual_seed(0)
-    model = SequenceClassifier(num_classes=4, input_size=6, hidden_size=32, cell="gru", pooling="mean")
-    epochs = [[(x_train[order], None, labels_train[order]) for order in torch.randperm(40).split(10)]
-              for _ in range(25)]
-    train_classifier(model, epochs, lr=1e-2)
-    with torch.no_grad():
-        test_accuracy = accuracy(model(x_test).argmax(-1), labels_test)
-    baseline = majority_accuracy(y_train, y_test)
+    test_accuracy, baseline = series_accuracy_and_baseline(x_train, y_train, x_test, y_test, "mean", epochs=25)
     print(f"test accuracy {test_accuracy:.3f}, majority {baseline:.3f}")
     assert test_accuracy >= baseline + 0.35, (test_accuracy, baseline)

@@ -66,24 +66,29 @@ def test_regressor_rejects_bad_input():
         SequenceRegressor(2, 0)
 
 
-@pytest.mark.slow
-def test_mackey_glass_one_step_forecast_beats_repeating_the_last_value(shared_data):
-    series = read_series_txt(shared_data("timeseries/MackeyGlass_t17.txt"))
-    train, test = series[:2000], series[2000:2600]
+def one_step_forecast(train, test, window: int, model: SequenceRegressor, epochs: int, batch_size: int):
+    """Normalise by the training part's mean and std, fit ``model`` (Adam 1e-2) on its sliding windows
+    to predict the next value, and return the test windows, targets and the model's test MSE."""
     mean, std = train.mean(), train.std()                      # normalising is the caller's job
-    x_train, y_train = (torch.from_numpy(a).float() for a in sliding_windows((train - mean) / std, 20))
-    x_test, y_test = (torch.from_numpy(a).float() for a in sliding_windows((test - mean) / std, 20))
-
-    torch.manual_seed(0)
-    model = SequenceRegressor(1, 1, hidden_size=32, cell="lstm")
+    x_train, y_train = (torch.from_numpy(a).float() for a in sliding_windows((train - mean) / std, window))
+    x_test, y_test = (torch.from_numpy(a).float() for a in sliding_windows((test - mean) / std, window))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(3):
-        for batch in torch.randperm(len(x_train)).split(64):
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x_train)).split(batch_size):
             optimizer.zero_grad()
             torch.nn.functional.mse_loss(model(x_train[batch]), y_train[batch]).backward()
             optimizer.step()
     with torch.no_grad():
-        model_mse = torch.nn.functional.mse_loss(model(x_test), y_test).item()
+        return x_test, y_test, torch.nn.functional.mse_loss(model(x_test), y_test).item()
+
+
+@pytest.mark.slow
+def test_mackey_glass_one_step_forecast_beats_repeating_the_last_value(shared_data):
+    series = read_series_txt(shared_data("timeseries/MackeyGlass_t17.txt"))
+    torch.manual_seed(0)
+    x_test, y_test, model_mse = one_step_forecast(series[:2000], series[2000:2600], 20,
+                                                  SequenceRegressor(1, 1, hidden_size=32, cell="lstm"),
+                                                  epochs=3, batch_size=64)
     last_value_mse = torch.nn.functional.mse_loss(x_test[:, -1], y_test).item()     # y_{t+1} := y_t
     assert model_mse < 0.25 * last_value_mse, (model_mse, last_value_mse)
 
@@ -94,21 +99,11 @@ def test_airline_passengers_forecast_beats_the_training_mean(shared_data):
     trained on 1949-1957, tested one step ahead on 1958-1960 against always answering the training
     mean (the trivial baseline, poor under the upward trend) and against repeating the last value."""
     series = np.log(read_series_csv(shared_data("timeseries/airline-passengers.csv")))
-    train, test = series[:108], series[108 - 12:]              # the test windows start inside 1957
-    mean, std = train.mean(), train.std()
-    x_train, y_train = (torch.from_numpy(a).float() for a in sliding_windows((train - mean) / std, 12))
-    x_test, y_test = (torch.from_numpy(a).float() for a in sliding_windows((test - mean) / std, 12))
-
     torch.manual_seed(0)
-    model = SequenceRegressor(1, 1, hidden_size=16, cell="gru")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        for batch in torch.randperm(len(x_train)).split(32):
-            optimizer.zero_grad()
-            torch.nn.functional.mse_loss(model(x_train[batch]), y_train[batch]).backward()
-            optimizer.step()
-    with torch.no_grad():
-        model_mse = torch.nn.functional.mse_loss(model(x_test), y_test).item()
+    # the test windows start inside 1957, so that the first forecast is January 1958
+    x_test, y_test, model_mse = one_step_forecast(series[:108], series[108 - 12:], 12,
+                                                  SequenceRegressor(1, 1, hidden_size=16, cell="gru"),
+                                                  epochs=150, batch_size=32)
     mean_mse = y_test.square().mean().item()                   # the training mean is 0 after normalising
     last_value_mse = torch.nn.functional.mse_loss(x_test[:, -1], y_test).item()
     assert len(y_test) == 36
