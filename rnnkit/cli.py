@@ -35,7 +35,21 @@ CELL_SPEC_HELP = ("NAME[:OPTION]...[@RADIUS]: a registered cell; ':word' is its 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rnnkit")
 def main() -> None:
-    """rnnkit: recurrent networks, correct to the equation."""
+    """rnnkit: recurrent networks, correct to the equation.
+
+    \b
+    Examples:
+        rnnkit demo                                   # 1 minute, no data: tanh RNN vs LSTM vs GRU
+        rnnkit train --task tag --train train.conllu --dev dev.conllu --out runs/upos --cell gru
+        rnnkit evaluate runs/upos --test test.conllu --json
+        echo "the dog runs ." | rnnkit predict runs/upos
+        rnnkit generate runs/shakespeare --prompt "ROMEO:" --length 200 --temperature 0.8
+        rnnkit translate runs/multi30k sentences.txt --beam 5 --attention-plot attention.png
+        rnnkit diagnose gradient-flow --cells elman,lstm,gru --length 200 --out flow.png
+        rnnkit bench --quick
+
+    Each command's --help gives its options and more examples.
+    """
 
 
 @main.command()

@@ -145,6 +145,9 @@ def test_every_command_shows_examples_in_its_help():
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Example" in result.stdout, command
         assert f"rnnkit {command} " in result.stdout
+    top = invoke("--help")
+    assert top.exit_code == 0 and "Examples" in top.stdout
+    assert all(f"rnnkit {command} " in top.stdout for command in ("train", "evaluate", "predict", "generate"))
 
 
 def test_resume_continues_a_run_and_a_second_fresh_run_is_refused(classify_run, tmp_path):
