@@ -199,6 +199,12 @@ def test_bad_input_is_one_line_on_stderr(tmp_path, args, text, code):
     assert_one_line_error(invoke(*[a.format(tmp=tmp_path) for a in args]), text, code)
 
 
+def test_rnnkit_traceback_shows_the_whole_error_for_a_bug_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNKIT_TRACEBACK", "1")
+    result = invoke("evaluate", tmp_path / "no-run", "--test", tmp_path / "missing.tsv")
+    assert result.exit_code != 0 and isinstance(result.exception, FileNotFoundError)
+
+
 def test_a_test_file_of_another_format_names_its_line(classify_run, tmp_path):
     tag_conllu(tmp_path / "test.conllu", n=3)
     result = invoke("evaluate", classify_run["run"], "--test", tmp_path / "test.conllu")

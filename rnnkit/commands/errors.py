@@ -59,7 +59,11 @@ def one_line(text: str) -> str:
 def user_errors(writing: Path | None = None) -> Iterator[None]:
     """Turn what the library rejects, and files that cannot be read or written, into one line on stderr
     and exit status 1. ``writing``: the output file the command writes, named when an OSError has no
-    file of its own."""
+    file of its own. With the environment variable ``RNNKIT_TRACEBACK=1`` the error propagates with its
+    traceback instead (for a bug report: a TypeError can also be a bug of rnnkit's)."""
+    if os.environ.get("RNNKIT_TRACEBACK") == "1":
+        yield
+        return
     try:
         yield
     except OSError as error:
