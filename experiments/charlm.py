@@ -87,10 +87,16 @@ def shakespeare_rows(args, clock: Clock, data: Path, work: Path, total_weight: f
     for label, cell in CELLS:
         seconds = fixed_seconds(clock, WEIGHTS["shakespeare"], total_weight)
         print(f"tinyshakespeare, {label}: {seconds / 60:.1f} min", flush=True)
-        outcome = train_and_test("lm", str(train), str(valid), str(valid), seconds=seconds,
-                                 out_dir=work / f"shakespeare-{cell}", training=training_options(args, TRAINING),
-                                 model_options={**model(args), "cell": cell}, data_options=data_options(args),
-                                 batch_size=batch_size(args, BATCH))
+        try:
+            outcome = train_and_test("lm", str(train), str(valid), str(valid), seconds=seconds,
+                                     out_dir=work / f"shakespeare-{cell}",
+                                     training=training_options(args, TRAINING),
+                                     model_options={**model(args), "cell": cell}, data_options=data_options(args),
+                                     batch_size=batch_size(args, BATCH))
+        except FloatingPointError as error:            # a diverged run is a result, not a crash
+            notes.append(f"{label}: training diverged ({error}).")
+            rows.append([label, "", "diverged", "", ""])
+            continue
         losses.append(outcome.test["loss"])
         rows.append([label, f"{outcome.parameters:,}", fmt(outcome.test["loss"]),
                      fmt(outcome.test["bits_per_character"]), run_summary(outcome)])
