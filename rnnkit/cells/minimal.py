@@ -160,16 +160,17 @@ class MinLSTMCell(_MinimalCell):
     n_projections = 3
     update_gate = "i'"   # the normalised input gate i' = i / (f + i)
 
+    # f' = f / (f + i) is computed as σ(log f − log i) = σ(softplus(−k_i) − softplus(−k_f)): the same
+    # number, but f and i can both underflow to 0 (k below about −88 in float32) where their ratio
+    # cannot. Its derivatives: ∂f'/∂k_f = f'(1 − f')(1 − f), ∂f'/∂k_i = −f'(1 − f')(1 − i).
     def coefficients(self, u_t):
         k_f, k_i, a = u_t.chunk(3, dim=-1)                                      # each (B, H)
-        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
-        return f / (f + i), positive_g(a)                                       # f' and h̃; i' = 1 - f'
+        return torch.sigmoid(F.softplus(-k_i) - F.softplus(-k_f)), positive_g(a)  # f' and h̃; i' = 1 − f'
 
     def coefficients_backward(self, u_t, a, d_a, d_h_tilde):
         k_f, k_i, pre = u_t.chunk(3, dim=-1)                                    # each (B, H)
-        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
-        norm2 = (f + i) ** 2                                                    # a = f / (f + i)
-        return torch.cat([d_a * i / norm2 * f * (1 - f), -d_a * f / norm2 * i * (1 - i),
+        d_a_a = d_a * a * (1 - a)                                               # a = f' (B, H)
+        return torch.cat([d_a_a * (1 - torch.sigmoid(k_f)), -d_a_a * (1 - torch.sigmoid(k_i)),
                           d_h_tilde * positive_g_derivative(pre)], dim=-1)
 
     def log_coefficients(self, u):

@@ -2,6 +2,7 @@
 // h_t = a_t h_{t-1} + (1 - a_t) g~_t in one pass over time, forward and backward.
 //   minGRU:  u = [k, p];       z = sig(k), a = 1 - z,                 g~ = g(p)
 //   minLSTM: u = [k_f, k_i, p]; f = sig(k_f), i = sig(k_i), a = f / (f + i), g~ = g(p)
+//            (a computed as sig(softplus(-k_i) - softplus(-k_f)), finite where f and i underflow)
 //   g(p) = p + 1/2 for p >= 0, sig(p) otherwise.
 // The Python form (rnnkit/engine/scan.py) makes about a dozen passes over (T, B, H) arrays for the
 // coefficients and their gradients; here each step reads u_t once and writes h_t (forward) or
@@ -34,12 +35,13 @@ inline Coefficients<T> coefficients(const T* u, int64_t j, int64_t m, int64_t H,
   c.cand = Vec<T>::blendv(sp, p + half, positive);
   c.dcand_dp = Vec<T>::blendv(sp * (one - sp), one, positive);
   if (lstm) {
-    const Vec<T> f = sigmoid(load(u + j, m)), i = sigmoid(load(u + H + j, m));
-    const Vec<T> norm = f + i;
-    c.a = f / norm;
-    const Vec<T> norm2 = norm * norm;
-    c.da_dk0 = i * f * (one - f) / norm2;              // da/dk_f
-    c.da_dk1 = zero - f * i * (one - i) / norm2;       // da/dk_i
+    // a = f / (f + i) = sig(log f - log i) = sig(softplus(-k_i) - softplus(-k_f)): f and i can both
+    // underflow to 0, their ratio cannot. da/dk_f = a (1 - a)(1 - f), da/dk_i = -a (1 - a)(1 - i).
+    const Vec<T> k_f = load(u + j, m), k_i = load(u + H + j, m);
+    c.a = sigmoid(softplus(zero - k_i) - softplus(zero - k_f));
+    const Vec<T> a_a = c.a * (one - c.a);
+    c.da_dk0 = a_a * (one - sigmoid(k_f));                 // da/dk_f
+    c.da_dk1 = zero - a_a * (one - sigmoid(k_i));          // da/dk_i
   } else {
     const Vec<T> z = sigmoid(load(u + j, m));
     c.a = one - z;

@@ -20,8 +20,23 @@ namespace rnnkit {
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
 
+// sigma(x) = 1 / (1 + e^{-x}), with e^{-x} kept finite: Vectorized's exp of an argument past the
+// type's range (about 88 for float, 709 for double) is not inf but NaN, which made every gate with a
+// pre-activation below about -88 NaN in float32. Capping -x at 80 (float) or 700 (double) changes
+// sigma only where it is below 2e-35 (1e-304): it stays that small instead of smaller.
 template <typename T>
-inline Vec<T> sigmoid(const Vec<T>& x) { return Vec<T>(T(1)) / (Vec<T>(T(1)) + x.neg().exp()); }
+inline Vec<T> exp_argument_cap() { return Vec<T>(sizeof(T) == 4 ? T(80) : T(700)); }
+
+template <typename T>
+inline Vec<T> sigmoid(const Vec<T>& x) {
+  return Vec<T>(T(1)) / (Vec<T>(T(1)) + at::vec::minimum(x.neg(), exp_argument_cap<T>()).exp());
+}
+
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}), finite for every finite x.
+template <typename T>
+inline Vec<T> softplus(const Vec<T>& x) {
+  return at::vec::maximum(x, Vec<T>(T(0))) + x.abs().neg().exp().log1p();
+}
 
 // Load / store `count` lanes (a full vector, or the tail of a row).
 template <typename T>
