@@ -341,3 +341,23 @@ def test_narma_checks_its_arguments():
         narma_targets(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="diverged"):
         narma_targets(torch.full((200,), 3.0), order=10)
+
+
+def test_charlm_reports_a_diverged_run_as_a_row_and_goes_on(tmp_path, mini_data, monkeypatch, capsys):
+    """A model whose loss turns NaN is a result ('diverged', with the trainer's message), not the end of
+    the study: the other models' rows are still filled in."""
+    import importlib
+    charlm = importlib.import_module("charlm")
+    real = charlm.train_and_test
+
+    def minGRU_diverges(recipe, *files, model_options, **rest):
+        if model_options.get("cell") == "mingru":
+            raise FloatingPointError("the training loss is nan at step 3; lower lr or set clip_norm")
+        return real(recipe, *files, model_options=model_options, **rest)
+
+    monkeypatch.setattr(charlm, "train_and_test", minGRU_diverges)
+    charlm.main(["--smoke", "--data", str(mini_data)])                          # in-process: no file written
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert "diverged" in rows["minGRU"] and "diverged" not in rows["LSTM"] and "diverged" not in rows["GRU"]
+    assert "minGRU: training diverged (the training loss is nan at step 3" in out
