@@ -15,22 +15,11 @@ math and the bookkeeping. Also timed: the same per-step product through oneDNN
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import rnnkit
-
-
-def timed(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+from bptt_vs_autograd import median_ms   # this folder is sys.path[0] when run as a script
 
 
 def main() -> None:
@@ -86,7 +75,7 @@ def main() -> None:
     rounds = {name: [] for name in parts}
     for _ in range(args.rounds):
         for name, fn in parts.items():
-            rounds[name].append(timed(fn))
+            rounds[name].append(median_ms(fn, 5))
     best = {name: min(values) for name, values in rounds.items()}
     ours_ms = best[f"rnnkit lstm:{args.variant} step"]
     products = (best["per-step products, forward (T x addmm)"] + best["per-step products, backward (T x mm)"]
