@@ -9,7 +9,7 @@ import torch
 from rnnkit.data.errors import DataFormatError
 from rnnkit.recipes import get_recipe, run
 from rnnkit.recipes.classify import detect_format
-from rnnkit.train import TrainConfig
+from recipe_runs import quiet_config, write_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,20 +34,14 @@ def sentiment_lines(count, seed):
     return lines
 
 
-def write(path, lines):
-    path.write_text("".join(line + "\n" for line in lines))
-    return str(path)
-
-
 def config(tmp_path, **options):
-    settings = dict(out_dir=str(tmp_path / "run"), epochs=1, progress=False, tensorboard=False, seed=0)
-    return TrainConfig(**{**settings, **options})
+    return quiet_config(tmp_path / "run", **{"epochs": 1, "seed": 0, **options})
 
 
 @pytest.fixture
 def sentiment_files(tmp_path):
-    return (write(tmp_path / "train.tsv", sentiment_lines(48, seed=1)),
-            write(tmp_path / "dev.tsv", sentiment_lines(24, seed=2)))
+    return (write_lines(tmp_path / "train.tsv", sentiment_lines(48, seed=1)),
+            write_lines(tmp_path / "dev.tsv", sentiment_lines(24, seed=2)))
 
 
 def test_a_run_writes_checkpoints_and_reloads_to_the_metric_it_was_selected_by(tmp_path, sentiment_files):
@@ -80,7 +74,7 @@ def test_the_model_in_memory_and_its_last_checkpoint_give_the_same_logits(tmp_pa
 def test_accuracy_counts_predicted_labels_and_an_unseen_label_is_an_error(tmp_path, sentiment_files):
     train_path, _ = sentiment_files
     test_lines = sentiment_lines(20, seed=3) + ["the plot was quite\tneutral"]     # a label training never had
-    test_path = write(tmp_path / "test.tsv", test_lines)
+    test_path = write_lines(tmp_path / "test.tsv", test_lines)
     trained, _ = run.train("classify", train_path, None, config(tmp_path), model_options=TINY,
                            batch_size=8, echo=quiet)
     metrics = run.evaluate(trained, test_path, batch_size=8)
@@ -104,7 +98,7 @@ def test_accuracy_counts_predicted_labels_and_an_unseen_label_is_an_error(tmp_pa
 def test_lowercase_applies_to_the_training_sentences_and_to_the_predicted_lines(tmp_path):
     pairs = [line.split("\t") for line in sentiment_lines(40, seed=4)]
     sst_lines = [f"{1 if label == 'pos' else 0} {text.capitalize()}" for text, label in pairs]
-    train_path = write(tmp_path / "stsa.binary.train", sst_lines)
+    train_path = write_lines(tmp_path / "stsa.binary.train", sst_lines)
     trained, _ = run.train("classify", train_path, None, config(tmp_path), model_options=TINY,
                            data_options={"lowercase": True}, batch_size=8, echo=quiet)
     assert set(trained.state.vocabularies["labels"].symbols) == {"0", "1"}
@@ -135,9 +129,9 @@ def ucr_lines(count, seed, length=12):
 
 
 def test_a_time_series_run_predicts_a_label_for_each_line_of_values(tmp_path):
-    train_path = write(tmp_path / "Toy_TRAIN.txt", ucr_lines(24, seed=5))
+    train_path = write_lines(tmp_path / "Toy_TRAIN.txt", ucr_lines(24, seed=5))
     test_lines = ucr_lines(10, seed=6)
-    test_path = write(tmp_path / "Toy_TEST.txt", test_lines)
+    test_path = write_lines(tmp_path / "Toy_TEST.txt", test_lines)
     trained, _ = run.train("classify", train_path, None, config(tmp_path), model_options={"hidden": 4},
                            batch_size=8, echo=quiet)
     assert "words" not in trained.state.vocabularies
@@ -148,7 +142,7 @@ def test_a_time_series_run_predicts_a_label_for_each_line_of_values(tmp_path):
     accuracy = run.evaluate(trained, test_path, batch_size=4)["accuracy"]
     assert accuracy == pytest.approx(sum(p == g for p, g in zip(predicted, gold)) / len(gold))
     with pytest.raises(ValueError, match="trained on time series, but this file holds sentences"):
-        run.evaluate(trained, write(tmp_path / "text.tsv", sentiment_lines(4, 7)))
+        run.evaluate(trained, write_lines(tmp_path / "text.tsv", sentiment_lines(4, 7)))
 
 
 @pytest.mark.parametrize("name, lines, expected", [
@@ -158,7 +152,7 @@ def test_a_time_series_run_predicts_a_label_for_each_line_of_values(tmp_path):
     ("Coffee_comma.txt", ["1,0.5,0.25"], "ucr"),
 ])
 def test_the_format_is_detected_from_the_first_line(tmp_path, name, lines, expected):
-    assert detect_format(write(tmp_path / name, lines)) == expected
+    assert detect_format(write_lines(tmp_path / name, lines)) == expected
 
 
 def test_a_folder_is_atis(tmp_path):
@@ -168,7 +162,7 @@ def test_a_folder_is_atis(tmp_path):
 def atis_folder(folder, utterances):
     folder.mkdir()
     for name, column in (("seq.in", 0), ("seq.out", 1), ("label", 2)):
-        write(folder / name, [u[column] for u in utterances])
+        write_lines(folder / name, [u[column] for u in utterances])
     return str(folder)
 
 
@@ -188,7 +182,7 @@ def test_atis_folders_classify_the_intent(tmp_path):
     (["a good film\tpos", "\tneg"], ":2: empty text"),
 ])
 def test_a_malformed_line_names_its_file_and_line(tmp_path, lines, where):
-    path = write(tmp_path / "broken.tsv", lines)
+    path = write_lines(tmp_path / "broken.tsv", lines)
     with pytest.raises(DataFormatError, match=f"broken.tsv{where}"):
         run.train("classify", path, None, config(tmp_path), echo=quiet)
 
@@ -196,7 +190,7 @@ def test_a_malformed_line_names_its_file_and_line(tmp_path, lines, where):
 def test_missing_files_undetectable_formats_and_empty_input_lines_are_clear_errors(tmp_path, sentiment_files):
     with pytest.raises(FileNotFoundError, match="no such data file"):
         run.train("classify", str(tmp_path / "absent.tsv"), None, config(tmp_path), echo=quiet)
-    prose = write(tmp_path / "prose.txt", ["just some words"])
+    prose = write_lines(tmp_path / "prose.txt", ["just some words"])
     with pytest.raises(DataFormatError, match="prose.txt:1: cannot tell the format"):
         run.train("classify", prose, None, config(tmp_path), echo=quiet)
     with pytest.raises(ValueError, match="format must be one of"):

@@ -12,7 +12,7 @@ from rnnkit.data.errors import DataFormatError
 from rnnkit.data.vocab import EOS, UNK
 from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.lm import join_tokens
-from rnnkit.train import TrainConfig
+from recipe_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +29,7 @@ def write(path, text):
 
 
 def config(out, **options):
-    return TrainConfig(out_dir=str(out), progress=False, tensorboard=False, lr=0.01, **options)
+    return quiet_config(out, **{"lr": 0.01, **options})
 
 
 @pytest.fixture(scope="module")

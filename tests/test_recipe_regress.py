@@ -6,7 +6,7 @@ import pytest
 
 from rnnkit.data.errors import DataFormatError
 from rnnkit.recipes import run
-from rnnkit.train import TrainConfig
+from recipe_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,8 +18,7 @@ def quiet(*_):
 
 
 def config(tmp_path, **options):
-    settings = dict(out_dir=str(tmp_path / "run"), epochs=2, progress=False, tensorboard=False, seed=0, lr=1e-2)
-    return TrainConfig(**{**settings, **options})
+    return quiet_config(tmp_path / "run", **{"epochs": 2, "seed": 0, "lr": 1e-2, **options})
 
 
 def wave(count, start=0):

@@ -12,7 +12,7 @@ from rnnkit.data.errors import DataFormatError
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.tag import is_bio
-from rnnkit.train import TrainConfig
+from recipe_runs import quiet_config, write_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,13 +25,7 @@ def quiet(*_):
 
 
 def config(tmp_path, **options):
-    settings = dict(out_dir=str(tmp_path / "run"), epochs=1, progress=False, tensorboard=False, seed=0)
-    return TrainConfig(**{**settings, **options})
-
-
-def write(path, lines):
-    path.write_text("".join(line + "\n" for line in lines))
-    return str(path)
+    return quiet_config(tmp_path / "run", **{"epochs": 1, "seed": 0, **options})
 
 
 def city_tags(city, slot):
@@ -54,9 +48,9 @@ def atis_utterances(count, seed):
 
 def atis_folder(folder, utterances):
     folder.mkdir()
-    write(folder / "seq.in", [" ".join(words) for words, _, _ in utterances])
-    write(folder / "seq.out", [" ".join(tags) for _, tags, _ in utterances])
-    write(folder / "label", [intent for _, _, intent in utterances])
+    write_lines(folder / "seq.in", [" ".join(words) for words, _, _ in utterances])
+    write_lines(folder / "seq.out", [" ".join(tags) for _, tags, _ in utterances])
+    write_lines(folder / "label", [intent for _, _, intent in utterances])
     return str(folder)
 
 
@@ -141,7 +135,7 @@ def test_the_training_loss_is_the_taggers_own_loss(crf, chars, intents):
 
 
 def test_a_conllu_run_tags_each_word_and_the_column_option_picks_the_tags(tmp_path):
-    train_path = write(tmp_path / "train.conllu", conllu_sentences(30, seed=5))
+    train_path = write_lines(tmp_path / "train.conllu", conllu_sentences(30, seed=5))
     for column, tag_set in (("upos", {"DET", "NOUN", "VERB", "PUNCT"}), ("xpos", {"DT", "NN", "VBZ", "."})):
         trained, _ = run.train("tag", train_path, None, config(tmp_path / column), model_options=TINY,
                                data_options={"column": column}, batch_size=8, echo=quiet)
@@ -159,7 +153,7 @@ def recipe_metric(trained):
 
 
 def test_lowercase_applies_to_the_training_words_and_to_the_predicted_lines(tmp_path):
-    train_path = write(tmp_path / "train.conllu", conllu_sentences(30, seed=5))       # "Cat" has a capital
+    train_path = write_lines(tmp_path / "train.conllu", conllu_sentences(30, seed=5))       # "Cat" has a capital
     trained, _ = run.train("tag", train_path, None, config(tmp_path), model_options=TINY,
                            data_options={"lowercase": True}, batch_size=8, echo=quiet)
     words = trained.state.vocabularies["words"].symbols
@@ -201,12 +195,12 @@ def test_the_dev_metric_is_f1_for_bio_tags(tmp_path, atis_files):
 ])
 def test_a_malformed_conllu_line_names_its_file_and_line(tmp_path, lines, message):
     with pytest.raises(DataFormatError, match=message):
-        run.train("tag", write(tmp_path / "broken.conllu", lines), None, config(tmp_path), echo=quiet)
+        run.train("tag", write_lines(tmp_path / "broken.conllu", lines), None, config(tmp_path), echo=quiet)
 
 
 def test_misaligned_atis_files_missing_files_and_empty_input_lines_are_clear_errors(tmp_path, atis_files):
     folder = atis_folder(tmp_path / "broken", atis_utterances(3, seed=6))
-    write(tmp_path / "broken" / "seq.out", ["O O", "O", "O"])
+    write_lines(tmp_path / "broken" / "seq.out", ["O O", "O", "O"])
     with pytest.raises(DataFormatError, match=r"seq.out:1: 2 tags for the \d+ words"):
         run.train("tag", folder, None, config(tmp_path), echo=quiet)
     with pytest.raises(FileNotFoundError, match="absent.conllu"):
@@ -216,7 +210,7 @@ def test_misaligned_atis_files_missing_files_and_empty_input_lines_are_clear_err
     with pytest.raises(DataFormatError, match="<input>:1: empty line"):
         list(run.predict(trained, [""]))
     with pytest.raises(ValueError, match="trained with intents"):
-        run.evaluate(trained, write(tmp_path / "dev.conllu", conllu_sentences(2, seed=7)))
+        run.evaluate(trained, write_lines(tmp_path / "dev.conllu", conllu_sentences(2, seed=7)))
 
 
 # ----------------------------------------------------------------------------------- it learns

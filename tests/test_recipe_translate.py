@@ -15,7 +15,7 @@ from rnnkit.data.vocab import EOS
 from rnnkit.diagnose.attention import attention_figure, plot_attention
 from rnnkit.recipes import get_recipe, model_options_for, run
 from rnnkit.recipes.translate import detokenize
-from rnnkit.train import TrainConfig
+from recipe_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,7 +40,7 @@ def write_tsv(path, pairs):
 
 
 def config(out, **options):
-    return TrainConfig(out_dir=str(out), progress=False, tensorboard=False, lr=0.01, **options)
+    return quiet_config(out, **{"lr": 0.01, **options})
 
 
 @pytest.fixture(scope="module")

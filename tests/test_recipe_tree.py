@@ -11,7 +11,7 @@ from rnnkit.data.trees import Tree, parse_tree, trees_to_batch
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.recipes import get_recipe, run
 from rnnkit.recipes.base import model_options_for
-from rnnkit.train import TrainConfig
+from recipe_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,7 +39,7 @@ def write_trees(path, count, seed):
 
 
 def config(out, **options):
-    return TrainConfig(**{"out_dir": str(out), "progress": False, "tensorboard": False, "lr": 0.02, **options})
+    return quiet_config(out, **{"lr": 0.02, **options})
 
 
 @pytest.fixture(scope="module")
