@@ -9,7 +9,7 @@ import torch
 from rnnkit.data.errors import DataFormatError
 from rnnkit.recipes import get_recipe, run
 from rnnkit.recipes.classify import detect_format
-from recipe_runs import quiet_config, write_lines
+from quiet_runs import quiet_config, write_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

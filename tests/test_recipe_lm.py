@@ -12,7 +12,7 @@ from rnnkit.data.errors import DataFormatError
 from rnnkit.data.vocab import EOS, UNK
 from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.lm import join_tokens
-from recipe_runs import quiet_config
+from quiet_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

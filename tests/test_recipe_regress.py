@@ -6,7 +6,7 @@ import pytest
 
 from rnnkit.data.errors import DataFormatError
 from rnnkit.recipes import run
-from recipe_runs import quiet_config
+from quiet_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,7 +12,7 @@ from rnnkit.data.errors import DataFormatError
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.tag import is_bio
-from recipe_runs import quiet_config, write_lines
+from quiet_runs import quiet_config, write_lines
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

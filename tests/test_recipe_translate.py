@@ -15,7 +15,7 @@ from rnnkit.data.vocab import EOS
 from rnnkit.diagnose.attention import attention_figure, plot_attention
 from rnnkit.recipes import get_recipe, model_options_for, run
 from rnnkit.recipes.translate import detokenize
-from recipe_runs import quiet_config
+from quiet_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from rnnkit.data.trees import Tree, parse_tree, trees_to_batch
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.recipes import get_recipe, run
 from rnnkit.recipes.base import model_options_for
-from recipe_runs import quiet_config
+from quiet_runs import quiet_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
