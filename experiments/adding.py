@@ -18,6 +18,7 @@ length T get a share proportional to T. Test sets are fixed (their own seed).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -131,6 +132,8 @@ def train_and_test(model, make_batch, loss_of, lr: float, sizes: Sizes, seconds:
     log = train_for(model, lambda: make_batch(sizes.batch_size, data), loss_of, seconds=seconds,
                     max_steps=sizes.max_steps, lr=lr, every=sizes.every,
                     evaluate=lambda: loss_of(model, x_val, y_val), stop_below=stop_below)
+    if log.diverged_at is not None:
+        return log, math.nan                          # no score for a diverged run
     x_test, y_test = make_batch(sizes.test_size, torch.Generator().manual_seed(20_000 + seed))
     model.eval()
     with torch.no_grad():
@@ -163,6 +166,8 @@ def train_copy(contender: Contender, delay: int, sizes: Sizes, seconds: float, s
 
 # ------------------------------------------------------------------------------------- report
 def cell_text(value: float, log: TrainLog) -> str:
+    if log.diverged_at is not None:
+        return f"diverged at step {log.diverged_at:,} ({log.seconds / 60:.1f} min)"
     return f"{fmt(value, 4)} ({log.steps:,} steps, {log.seconds / 60:.1f} min)"
 
 
@@ -182,6 +187,10 @@ def verdicts(mse: dict[tuple[str, int], float], lengths) -> list[str]:
         lines.append(f"  Below {SOLVED_MSE}: {', '.join(solved) or 'none'}."
                      + (f" Not there within the budget: {', '.join(missed)}." if missed else ""))
         relu, sigmoid = mse[("IRNN (ReLU, U = I)", length)], mse[("sigmoid RNN", length)]
+        if relu != relu or sigmoid != sigmoid:                  # NaN: a run diverged
+            lines.append("  ReLU with identity initialisation and the sigmoid RNN cannot be compared: "
+                         f"{'the IRNN' if relu != relu else 'the sigmoid RNN'} diverged.")
+            continue
         better = "beats" if relu < sigmoid else "does not beat"
         lines.append(f"  ReLU with identity initialisation {better} the sigmoid RNN "
                      f"({fmt(relu, 4)} vs {fmt(sigmoid, 4)}).")

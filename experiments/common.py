@@ -152,12 +152,14 @@ class Clock:
 @dataclass
 class TrainLog:
     """What ``train_for`` did: steps taken, seconds spent, the loss averaged per ``every`` steps,
-    the evaluations made on the way (step, value) and whether ``stop_below`` was reached."""
+    the evaluations made on the way (step, value), whether ``stop_below`` was reached and the step
+    whose loss was not finite, where training stopped (None when it never was)."""
     steps: int = 0
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
     evaluations: list[tuple[int, float]] = field(default_factory=list)
     solved: bool = False
+    diverged_at: int | None = None
 
 
 def train_for(model: nn.Module, next_batch: Callable[[], tuple], loss_of: Callable[..., Tensor], *,
@@ -166,12 +168,16 @@ def train_for(model: nn.Module, next_batch: Callable[[], tuple], loss_of: Callab
     """Adam on ``loss_of(model, *next_batch())`` until ``seconds`` or ``max_steps`` run out, with
     the gradient norm clipped to ``clip``. Every ``every`` steps the mean training loss is logged
     and, when given, ``evaluate()`` (a held-out metric) is called; training stops early once it
-    falls below ``stop_below``."""
+    falls below ``stop_below``. A loss that is not finite ends training (a diverged run is a
+    result: ``diverged_at`` says at which step) rather than stepping on with NaN weights."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     log, window, start = TrainLog(), [], time.perf_counter()
     model.train()
     while log.steps < max_steps and time.perf_counter() - start < seconds:
         loss = loss_of(model, *next_batch())
+        if not math.isfinite(loss.item()):
+            log.diverged_at = log.steps + 1
+            break
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -118,8 +118,10 @@ def train_chars(variant: str, trial: Trial, data: CharData, sizes: Sizes, second
     model = LanguageModel(data.vocab_size, hidden_size=trial.hidden_size, cell="lstm", num_layers=1,
                           variant=variant)
     generator = torch.Generator().manual_seed(trial.seed + 1)
-    train_for(model, lambda: char_batch(data, sizes, generator), lm_loss, seconds=seconds,
-              max_steps=sizes.max_steps, lr=trial.lr, every=sizes.every)
+    log = train_for(model, lambda: char_batch(data, sizes, generator), lm_loss, seconds=seconds,
+                    max_steps=sizes.max_steps, lr=trial.lr, every=sizes.every)
+    if log.diverged_at is not None:
+        return math.inf                               # a diverged run: worse than any other
     model.eval()
     with torch.no_grad():
         nats = lm_loss(model, data.valid[:, :-1], data.valid[:, 1:]).item()

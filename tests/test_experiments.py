@@ -363,3 +363,26 @@ def test_charlm_reports_a_diverged_run_as_a_row_and_goes_on(tmp_path, mini_data,
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "diverged" in rows["minGRU"] and "diverged" not in rows["LSTM"] and "diverged" not in rows["GRU"]
     assert "minGRU: training diverged (the training loss is nan at step 3" in out
+
+
+def test_train_for_stops_at_a_non_finite_loss_and_says_where():
+    """A run whose loss turns NaN stops there (diverged_at), instead of stepping on with NaN weights."""
+    model = torch.nn.Linear(2, 1)
+    losses = iter([1.0, 0.5, float("nan"), 0.1])
+
+    def loss_of(model, x):
+        return model(x).sum() * 0 + next(losses)
+
+    log = common.train_for(model, lambda: (torch.ones(1, 2),), loss_of, seconds=60, max_steps=10, lr=0.1)
+    assert (log.steps, log.diverged_at) == (2, 3)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_adding_reports_a_diverged_run_as_such():
+    import adding
+    log = common.TrainLog(steps=40, seconds=30.0, diverged_at=41)
+    assert adding.cell_text(float("nan"), log) == "diverged at step 41 (0.5 min)"
+    mse = {(label, 100): 0.16 for label in ("tanh RNN", "sigmoid RNN", "LSTM", "GRU", "IndRNN")}
+    mse[("IRNN (ReLU, U = I)", 100)] = float("nan")
+    lines = "\n".join(adding.verdicts(mse, [100]))
+    assert "cannot be compared: the IRNN diverged" in lines and "beats" not in lines
