@@ -386,3 +386,12 @@ def test_adding_reports_a_diverged_run_as_such():
     mse[("IRNN (ReLU, U = I)", 100)] = float("nan")
     lines = "\n".join(adding.verdicts(mse, [100]))
     assert "cannot be compared: the IRNN diverged" in lines and "beats" not in lines
+
+
+def test_sst2_trains_on_the_distinct_polar_phrases_of_the_trees(tmp_path):
+    import sentiment
+    trees = tmp_path / "train.txt"
+    trees.write_text("(3 (2 a) (4 (4 good) (2 film)))\n(1 (2 a) (0 (0 bad) (2 film)))\n(4 (4 good) (2 film))\n",
+                     encoding="utf-8")
+    assert sentiment.polar_phrases(trees) == ["1 a good film", "1 good film", "1 good",
+                                              "0 a bad film", "0 bad film", "0 bad"]
