@@ -32,6 +32,7 @@ RTRL_SIZES = (8, 16, 32, 64, 128, 256, 512)
 RTRL_INPUT_SIZE = 2
 TRAIN_SHARE = 0.8
 FLOW_BATCH = 16
+FIT_FROM = 10                 # rho is fitted over d = FIT_FROM..T-1 in both tables
 
 PUBLISHED = """\
 What theory says: for the tanh RNN each step multiplies the gradient by diag(1 − h_t²) U, so its
@@ -70,9 +71,15 @@ def gradient_flow_part(args, sizes: adding.Sizes, length: int, seconds: float):
     return rows, flows
 
 
+def fit_range(length: int) -> tuple[int, int]:
+    """The distances ρ is fitted over, in both tables: from FIT_FROM (past the first steps, where
+    the loss's own path dominates) to T - 1; all of 1..T-1 for short sequences."""
+    return (FIT_FROM, length - 1) if length - 1 - FIT_FROM >= 1 else (1, length - 1)
+
+
 def _rate(flow, length: int) -> str:
     try:
-        return f"{flow.rate(1, length - 1):.3f}"
+        return f"{flow.rate(*fit_range(length)):.3f}"
     except ValueError:
         return "n/a"
 
@@ -118,13 +125,14 @@ def main(argv=None) -> None:
     rtrl_rows, ns, times = rtrl_part(rtrl_seconds, RTRL_SIZES[:2] if args.smoke else RTRL_SIZES,
                                      steps=1 if args.smoke else 3)
 
+    first, last = fit_range(length)
     parts = [
         f"**Gradient flow** on {FLOW_BATCH} adding sequences of length {length} (hidden size "
         f"{sizes.hidden_size}, trained as in study 1). ρ: the per-step factor of the geometric fit of "
-        "‖∂L/∂h_k‖ over all distances.",
+        f"‖∂L/∂h_k‖ over the distances d = {first}..{last}.",
         markdown_table(["cell", "steps trained", "test MSE", "ρ untrained", "ρ trained",
                         f"‖∂L/∂h‖ at d = {length - 1}, untrained", "trained"], rows),
-        "```text\n" + decay_table(flows) + "\n```",
+        "```text\n" + decay_table(flows, fit=(first, last)) + "\n```",
     ]
     if link:
         parts.append(f"![gradient flow before and after training]({link})")

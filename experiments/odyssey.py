@@ -13,8 +13,10 @@ gate, FGR full gate recurrence. Two tasks:
   the minute or two a run gets; at T = 100 study 1's LSTM needs more): test MSE.
 
 Each variant runs the same ``--trials`` random draws of (learning rate, hidden size, seed), a small
-random search as in the paper (log-uniform learning rate); the budget is shared equally among all
-runs. Writes a box plot (one box per variant and task) and a table of medians, and compares the
+random search as in the paper (log-uniform learning rate). Within a trial every variant takes the
+same number of training steps, as in the paper's fixed schedules: vanilla trains first for its
+share of the budget and sets the count; a slower variant (FGR runs a Python loop) is given up to
+``SLOW_CAP`` times vanilla's time to reach it, and the table says how many steps each took. Writes a box plot (one box per variant and task) and a table of medians, and compares the
 ordering with the paper's conclusions.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ from rnnkit.models.language_model import LanguageModel
 DEFAULT_TEXT = Path("/work/shared/data/tinyshakespeare/input.txt")
 ODYSSEY = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
 FACTOR = {"chars": 1.02, "adding": 2.0}       # ratio of medians that counts as a difference
+SLOW_CAP = 8.0                                # a variant's time limit, in vanilla run-times of its trial
 
 PUBLISHED = """\
 Published conclusions (Greff, Srivastava, Koutník, Steunebrink & Schmidhuber, *LSTM: A Search
@@ -113,29 +116,40 @@ def lm_loss(model: LanguageModel, tokens, targets):
     return model.loss(tokens, targets).mean
 
 
-def train_chars(variant: str, trial: Trial, data: CharData, sizes: Sizes, seconds: float) -> float:
-    """Validation bits per character of one variant after one training run."""
+@dataclass(frozen=True)
+class Run:
+    """One variant's training run: its score (lower is better; inf or NaN when it diverged), the
+    steps it took and the seconds they took."""
+    value: float
+    steps: int
+    seconds: float
+
+
+def train_chars(variant: str, trial: Trial, data: CharData, sizes: Sizes, seconds: float,
+                max_steps: int) -> Run:
+    """Validation bits per character of one variant after at most ``max_steps`` steps."""
     seed_everything(trial.seed)
     model = LanguageModel(data.vocab_size, hidden_size=trial.hidden_size, cell="lstm", num_layers=1,
                           variant=variant)
     generator = torch.Generator().manual_seed(trial.seed + 1)
     log = train_for(model, lambda: char_batch(data, sizes, generator), lm_loss, seconds=seconds,
-                    max_steps=sizes.max_steps, lr=trial.lr, every=sizes.every)
+                    max_steps=max_steps, lr=trial.lr, every=sizes.every)
     if log.diverged_at is not None:
-        return math.inf                               # a diverged run: worse than any other
+        return Run(math.inf, log.steps, log.seconds)  # a diverged run: worse than any other
     model.eval()
     with torch.no_grad():
         nats = lm_loss(model, data.valid[:, :-1], data.valid[:, 1:]).item()
-    return nats / math.log(2)
+    return Run(nats / math.log(2), log.steps, log.seconds)
 
 
 def train_adding(variant: str, trial: Trial, length: int, study_sizes: adding.Sizes,
-                 seconds: float) -> float:
-    """Test MSE on the adding problem at ``length``, trained and tested as in study 1."""
+                 seconds: float, max_steps: int) -> Run:
+    """Test MSE on the adding problem at ``length``, trained and tested as in study 1 (stopping
+    early once solved) for at most ``max_steps`` steps."""
     contender = adding.Contender(variant, "lstm", (("variant", variant),), trial.lr)
-    run_sizes = dataclasses.replace(study_sizes, hidden_size=trial.hidden_size)
-    _, _, test_mse = adding.train_adding(contender, length, run_sizes, seconds, trial.seed)
-    return test_mse
+    run_sizes = dataclasses.replace(study_sizes, hidden_size=trial.hidden_size, max_steps=max_steps)
+    _, log, test_mse = adding.train_adding(contender, length, run_sizes, seconds, trial.seed)
+    return Run(test_mse, log.steps, log.seconds)
 
 
 # ------------------------------------------------------------------------------------- report
@@ -198,15 +212,16 @@ def box_plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def table(results: dict[str, list[float]], digits: int) -> str:
+def table(runs: dict[str, list[Run]], digits: int) -> str:
     rows = []
     for v in ODYSSEY:
-        finite = [x for x in results[v] if math.isfinite(x)]
-        diverged = len(results[v]) - len(finite)
-        rows.append([v.upper(), VARIANTS[v], fmt(median(results[v]), digits) if finite else "diverged",
+        values = [run.value for run in runs[v]]
+        finite = [x for x in values if math.isfinite(x)]
+        rows.append([v.upper(), VARIANTS[v], fmt(median(values), digits) if finite else "diverged",
                      fmt(min(finite), digits) if finite else "", fmt(max(finite), digits) if finite else "",
-                     diverged])
-    return markdown_table(["variant", "what changes", "median", "best", "worst finite", "diverged"], rows)
+                     len(values) - len(finite), f"{statistics.median(run.steps for run in runs[v]):,.0f}"])
+    return markdown_table(["variant", "what changes", "median", "best", "worst finite", "diverged", "steps"],
+                          rows)
 
 
 def add_options(parser) -> None:
@@ -231,26 +246,45 @@ def main(argv=None) -> None:
     else:
         data = load_chars(args.text, sizes)
 
-    results: dict[str, dict[str, list[float]]] = {task: {v: [] for v in ODYSSEY} for task in tasks}
-    runs_left = len(tasks) * len(ODYSSEY) * len(trials)
+    def train(task: str, variant: str, trial: Trial, seconds: float, max_steps: int) -> Run:
+        if task == "chars":
+            return train_chars(variant, trial, data, sizes, seconds, max_steps)
+        return train_adding(variant, trial, sizes.adding_length, adding_sizes, seconds, max_steps)
+
+    runs: dict[str, dict[str, list[Run]]] = {task: {v: [] for v in ODYSSEY} for task in tasks}
+    trials_left = len(tasks) * len(trials)
+    cost = len(ODYSSEY) + 3.0         # a trial's time in vanilla run-times; measured after each trial
+    vanilla_seconds = []
     for task in tasks:
         for trial in trials:
+            started = clock.elapsed()
+            share = clock.left() / (trials_left * cost)
+            trials_left -= 1
+            vanilla = train(task, "vanilla", trial, share, sizes.max_steps)
+            vanilla_seconds.append(vanilla.seconds)
+            # the steps vanilla had time for: more than it took when it stopped early (solved or
+            # diverged), never more than the step limit
+            steps = min(sizes.max_steps,
+                        max(1, vanilla.steps, round(vanilla.steps * share / max(vanilla.seconds, 1e-9))))
             for variant in ODYSSEY:
-                seconds = clock.share(runs_left)
-                runs_left -= 1
-                value = (train_chars(variant, trial, data, sizes, seconds) if task == "chars"
-                         else train_adding(variant, trial, sizes.adding_length, adding_sizes, seconds))
-                results[task][variant].append(value)
-                print(f"{task:<6} {variant:<8} lr {trial.lr:.1e} H {trial.hidden_size:<4} "
-                      f"seed {trial.seed}: {fmt(value, 4)}", flush=True)
+                run = vanilla if variant == "vanilla" else train(task, variant, trial, SLOW_CAP * share, steps)
+                runs[task][variant].append(run)
+                print(f"{task:<6} {variant:<8} lr {trial.lr:.1e} H {trial.hidden_size:<4} seed {trial.seed}: "
+                      f"{fmt(run.value, 4)} after {run.steps} of {steps} steps, {run.seconds:.0f} s", flush=True)
+            cost = max(1.0, (clock.elapsed() - started) / max(share, 1e-9))
+    results = {task: {v: [run.value for run in by_variant[v]] for v in ODYSSEY}
+               for task, by_variant in runs.items()}
 
     png, link = figure_path(args, "odyssey.png")
     if png is not None:
         box_plot(results, png)
     parts = [f"{len(trials)} random-search trial(s) per variant and task, the same draws for every "
              f"variant: learning rate log-uniform in [3e-4, 1e-2], hidden size in "
-             f"{list(sizes.hidden_sizes)}; Adam, clipping 1, one layer; "
-             f"{clock.seconds / max(1, len(tasks) * len(ODYSSEY) * len(trials)):.0f} s per run."]
+             f"{list(sizes.hidden_sizes)}; Adam, clipping 1, one layer. Within a trial every variant "
+             f"has the same number of steps: the ones vanilla took in its share of the budget "
+             f"({statistics.median(vanilla_seconds):.0f} s, median over trials; a run solved early "
+             f"stops early). The `steps` column is each variant's median; a variant short of "
+             f"vanilla's ran out of its {SLOW_CAP:g}× time limit."]
     parts += notes
     if link:
         parts.append(f"![box plot of every trial]({link})")
@@ -258,9 +292,9 @@ def main(argv=None) -> None:
         parts += [f"**Character model** (tinyshakespeare: first {sizes.train_chars:,} characters for "
                   f"training, the next {sizes.valid_chars:,} for validation; windows of "
                   f"{sizes.window}, batch {sizes.batch_size}): validation bits per character.",
-                  table(results["chars"], 3), "\n".join(compare(results["chars"], "chars"))]
+                  table(runs["chars"], 3), "\n".join(compare(results["chars"], "chars"))]
     parts += [f"**Adding problem**, T = {sizes.adding_length}: test MSE (baseline 0.167).",
-              table(results["adding"], 4), "\n".join(compare(results["adding"], "adding")), PUBLISHED]
+              table(runs["adding"], 4), "\n".join(compare(results["adding"], "adding")), PUBLISHED]
     report(args, "\n\n".join(parts), clock)
 
 
