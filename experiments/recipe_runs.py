@@ -160,9 +160,24 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
-def goal_note(what: str, value: float, goal: float) -> str:
-    """``"WHAT 95.3% — goal ≥ 95.0% met."`` (fractions in, percents out)."""
-    return f"{what} {percent(value)}% — goal ≥ {percent(goal)}% {'met' if value >= goal else 'not met'}."
+def goal_note(what: str, value: float, goal: float, outcome: Outcome | None = None) -> str:
+    """``"WHAT 95.3% — goal ≥ 95.0% met."`` (fractions in, percents out); a goal not met says,
+    from the run's ``outcome``, whether the budget or the dev metric ended training."""
+    met = value >= goal
+    note = f"{what} {percent(value)}% — goal ≥ {percent(goal)}% {'met' if met else 'not met'}."
+    return note if met or outcome is None else f"{note} {shortfall_reason(outcome)}"
+
+
+def shortfall_reason(outcome: Outcome) -> str:
+    """Why a run that missed its goal stopped, and what that says about closing the gap."""
+    if outcome.stop_reason == "max_minutes":
+        return (f"Training was cut by its share of the budget after {outcome.epochs} complete epoch(s) "
+                f"({outcome.minutes:.1f} min): a larger `--budget` trains longer.")
+    if outcome.stop_reason == "early_stopping":
+        return (f"Training stopped on the dev metric (no gain for `patience` evaluations) after "
+                f"{outcome.minutes:.1f} of its minutes, so more time alone would not close the gap: the "
+                "model and its settings would have to change.")
+    return f"Training ran to its {outcome.stop_reason.replace('_', ' ')} limit ({outcome.minutes:.1f} min)."
 
 
 def run_summary(outcome: Outcome) -> str:

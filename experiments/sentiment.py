@@ -1,6 +1,6 @@
 """Study 6: sentiment, SST-2 with a bidirectional LSTM and SST-5 with the Tree-LSTM.
 
-    python experiments/sentiment.py [--budget 15] [--smoke] [--data DIR]
+    python experiments/sentiment.py [--budget 35] [--smoke] [--data DIR]
 
 * **SST-2**: the ``classify`` recipe (``SequenceClassifier``: embeddings → a bidirectional LSTM →
   max pooling over time → a linear layer) trained, as Socher et al. 2013 and Tai et al. 2015 train
@@ -20,7 +20,9 @@ lower-cased; those seen once in training read as ``<unk>``; the word vectors sta
 al. start from 300-dimensional GloVe vectors and tune them, which is worth several points). The
 "majority class" row answers the most frequent test label every time: the floor to beat.
 
-Full size: 20 minutes on one thread (8 for SST-2, 12 for SST-5).
+Full size: 35 minutes on one thread. SST-5 trains first, for at most 10 (it stopped on the dev
+metric after 7 in a 20-minute run); SST-2, which was still improving when 8 minutes ran out,
+gets the rest (about 25).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from rnnkit.data.trees import Tree, iter_trees
 
 SST2 = tuple(f"sst/sst2_sentences/stsa.binary.{split}" for split in ("train", "dev", "test"))
 SST5_TREES = tuple(f"sst/trees/{split}.txt" for split in ("train", "dev", "test"))
-WEIGHTS = {"sst2": 1.0, "sst5": 1.5}
+WEIGHTS = {"sst2": 2.5, "sst5": 1.0}
 
 BILSTM = dict(cell="lstm", bidirectional=True, layers=1, embedding=200, hidden=150, dropout=0.5, pooling="max")
 TREE_LSTM = dict(composition="tree-lstm", embedding=200, hidden=150, dropout=0.5)
@@ -54,6 +56,10 @@ Tree-LSTM reaches **{TAI_TREE_LSTM_FINE}%** fine-grained (SST-5) root accuracy (
 with GloVe vectors tuned during training; their bidirectional LSTM baseline gets about 49% fine-grained
 and 87% binary (from our reading of the same table, not verified here). Their binary models, and
 ours, train on every labelled phrase of the training trees and are scored on whole sentences."""
+LEFT_OUT = """What we leave out, and the likeliest reasons for a gap: neither model starts from pretrained word
+vectors (Tai et al. start from 300-d GloVe; the shared data folder holds none, so every word
+vector is learned from SST's 8,544 training sentences and rare words read as `<unk>`), and no
+hyper-parameter search was run: one setting each, the one stated above."""
 
 
 def majority_accuracy(labels: list[str]) -> float:
@@ -92,7 +98,7 @@ def polar_phrases(tree_path: Path) -> list[str]:
     return lines
 
 
-def sst2_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, notes: list[str]) -> list[list[str]]:
+def sst2_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> list[list[str]]:
     paths = [data / name for name in SST2]
     absent = missing(paths)
     if absent:
@@ -109,7 +115,7 @@ def sst2_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, n
         paths[0].write_text("".join(line + "\n" for line in phrases), encoding="utf-8")
         training = PHRASE_TRAINING
         notes.append(f"SST-2 trained on {len(phrases):,} distinct polar phrases of {trees.name}.")
-    seconds = seconds_for(clock, WEIGHTS["sst2"], weights_left)
+    seconds = seconds_for(clock, WEIGHTS["sst2"], WEIGHTS["sst2"])
     print(f"SST-2: {seconds / 60:.1f} min", flush=True)
     outcome = train_and_test("classify", *(str(p) for p in paths), seconds=seconds, out_dir=work / "sst2",
                              training=training_options(args, training),
@@ -117,18 +123,18 @@ def sst2_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, n
                              data_options=dict(format="sst", lowercase=True, min_freq=2),
                              batch_size=batch_size(args, BATCH))
     accuracy = outcome.test["accuracy"]
-    notes.append(goal_note("SST-2: accuracy", accuracy, GOALS["sst2"]))
+    notes.append(goal_note("SST-2: accuracy", accuracy, GOALS["sst2"], outcome))
     return [["SST-2", "BiLSTM, max pooling (ours)", percent(accuracy), percent(GOALS["sst2"]), run_summary(outcome)],
             ["SST-2", "majority class", percent(majority_accuracy(sst2_labels(paths[2]))), "", ""]]
 
 
-def sst5_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> list[list[str]]:
+def sst5_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, notes: list[str]) -> list[list[str]]:
     paths = [data / name for name in SST5_TREES]
     absent = missing(paths)
     if absent:
         notes.append(absent_note("SST-5", absent))
         return [["SST-5", "Tree-LSTM (ours)", "skipped", percent(GOALS["sst5"]), ""]]
-    seconds = seconds_for(clock, WEIGHTS["sst5"], WEIGHTS["sst5"])
+    seconds = seconds_for(clock, WEIGHTS["sst5"], weights_left)
     print(f"SST-5: {seconds / 60:.1f} min", flush=True)
     outcome = train_and_test("tree", *(str(p) for p in paths), seconds=seconds, out_dir=work / "sst5",
                              training=training_options(args, TRAINING),
@@ -136,7 +142,7 @@ def sst5_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> l
                              data_options=dict(labels="fine", lowercase=True, min_freq=2),
                              batch_size=batch_size(args, BATCH))
     accuracy = outcome.test["accuracy"]
-    notes.append(goal_note("SST-5: root accuracy", accuracy, GOALS["sst5"])
+    notes.append(goal_note("SST-5: root accuracy", accuracy, GOALS["sst5"], outcome)
                  + f" Tai et al. report {TAI_TREE_LSTM_FINE}%.")
     return [["SST-5", "Tree-LSTM (ours)", percent(accuracy), percent(GOALS["sst5"]), run_summary(outcome)],
             ["SST-5", "majority class", percent(majority_accuracy(root_labels(paths[2]))), "", ""],
@@ -144,20 +150,24 @@ def sst5_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> l
 
 
 def main(argv=None) -> None:
-    args = parse_args("sentiment", __doc__, full_budget=20, argv=argv, add_options=add_data_option)
+    args = parse_args("sentiment", __doc__, full_budget=35, argv=argv, add_options=add_data_option)
     clock = Clock(args.budget)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rnnkit-sentiment-") as tmp:
         work = Path(tmp)
         data = excerpts(args.data, [*SST2, *SST5_TREES], work / "data") if args.smoke else args.data
-        weights_left = WEIGHTS["sst2"] + (0 if missing(data / name for name in SST5_TREES) else WEIGHTS["sst5"])
-        rows = sst2_rows(args, clock, data, work, weights_left, notes) + sst5_rows(args, clock, data, work, notes)
+        # SST-5 first: it stops on the dev metric and leaves its unused minutes to SST-2
+        weights_left = WEIGHTS["sst5"] + (0 if missing(data / name for name in SST2) else WEIGHTS["sst2"])
+        sst5_notes: list[str] = []
+        sst5 = sst5_rows(args, clock, data, work, weights_left, sst5_notes)
+        rows = sst2_rows(args, clock, data, work, notes) + sst5
+        notes += sst5_notes
     bilstm = SMOKE_BILSTM if args.smoke else BILSTM
     parts = [f"Test accuracy in percent; embeddings {bilstm['embedding']}, {bilstm['hidden']} units (each way for "
              f"the BiLSTM), dropout {bilstm['dropout']}, Adam lr {TRAINING['lr']}, batch {batch_size(args, BATCH)}; "
              "best dev epoch.",
              markdown_table(["data", "model", "accuracy (test)", "goal", "training"], rows),
-             *notes, PUBLISHED]
+             *notes, PUBLISHED, LEFT_OUT]
     report(args, "\n\n".join(parts), clock)
 
 

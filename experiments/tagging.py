@@ -47,6 +47,10 @@ Published figures. EWT: UDPipe 1 reports 94.4% UPOS accuracy (the figure issue 7
 Hajič & Straková 2016, LREC, for an earlier UD release of the English treebank: not verified here,
 and the treebank has been revised since). ATIS: recurrent slot-filling papers report slot F1 from
 94.2 to 95.9 (the range issue 7 quotes, not verified here); the intent goal of 97% is issue 7's."""
+LEFT_OUT = """What we leave out, and the likeliest reasons for a gap: no pretrained word embeddings (the shared
+data folder holds none; words seen once read as `<unk>`), no hyper-parameter search (one setting,
+the one stated above), and for ATIS one checkpoint for both outputs, chosen on the dev slot F1, so
+the intent is scored at the epoch best for the slots."""
 
 
 def ewt_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, notes: list[str]) -> list[list[str]]:
@@ -62,7 +66,7 @@ def ewt_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, no
                              training=training_options(args, TRAINING), model_options={**model, "char_features": True},
                              data_options={**DATA, "format": "conllu"}, batch_size=batch_size(args, BATCH))
     accuracy = outcome.test["accuracy"]
-    notes.append(goal_note("EWT: UPOS accuracy", accuracy, GOALS["upos"]))
+    notes.append(goal_note("EWT: UPOS accuracy", accuracy, GOALS["upos"], outcome))
     return [["UD EWT", "UPOS accuracy", percent(accuracy), percent(GOALS["upos"]), "94.4 (UDPipe 1)",
              run_summary(outcome)]]
 
@@ -82,7 +86,7 @@ def atis_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> l
                              data_options={**DATA, "format": "atis"}, batch_size=batch_size(args, BATCH))
     f1, intent = outcome.test["f1"], outcome.test["intent_accuracy"]
     for label, value, goal in (("slot F1", f1, GOALS["slot_f1"]), ("intent accuracy", intent, GOALS["intent"])):
-        notes.append(goal_note(f"ATIS: {label}", value, goal))
+        notes.append(goal_note(f"ATIS: {label}", value, goal, outcome))
     return [["ATIS", "slot F1 (conlleval)", percent(f1), percent(GOALS["slot_f1"]), "94.2-95.9",
              run_summary(outcome)],
             ["ATIS", "intent accuracy", percent(intent), percent(GOALS["intent"]), "", "(the same run)"]]
@@ -102,7 +106,7 @@ def main(argv=None) -> None:
              f"{model['dropout']}, Adam lr {TRAINING['lr']}, batch {batch_size(args, BATCH)}; best dev epoch, "
              "scored on test (percent).",
              markdown_table(["data", "metric", "ours (test)", "goal", "published", "training"], rows),
-             *notes, PUBLISHED]
+             *notes, PUBLISHED, LEFT_OUT]
     report(args, "\n\n".join(parts), clock)
 
 

@@ -202,6 +202,20 @@ def test_weighted_shares_of_what_is_left_and_of_the_whole_budget():
             share(clock, 3.0, 2.0)
 
 
+def test_a_missed_goal_says_whether_the_budget_or_the_dev_metric_ended_training():
+    import recipe_runs
+
+    def outcome(reason):
+        return recipe_runs.Outcome({}, None, 100, 3, 2.5, reason, 10, None)
+
+    assert recipe_runs.goal_note("X:", 0.96, 0.95, outcome("max_minutes")) == "X: 96.0% — goal ≥ 95.0% met."
+    cut = recipe_runs.goal_note("X:", 0.90, 0.95, outcome("max_minutes"))
+    assert cut.startswith("X: 90.0% — goal ≥ 95.0% not met.") and "3 complete epoch(s)" in cut and "--budget" in cut
+    stopped = recipe_runs.goal_note("X:", 0.90, 0.95, outcome("early_stopping"))
+    assert "dev metric" in stopped and "more time alone would not" in stopped
+    assert recipe_runs.goal_note("X:", 0.90, 0.95) == "X: 90.0% — goal ≥ 95.0% not met."
+
+
 def test_wordlm_phases_give_zaremba_learning_rates():
     """The two resumed step-schedule phases give lr = 0.5^max(e − 3, 0) in epoch e = 0 … 12 (Zaremba
     et al.'s lr_decay = 0.5 ** max(i + 1 - max_epoch, 0) with max_epoch = 4), step by step, times
