@@ -46,7 +46,11 @@ PUBLISHED = """\
 Published figures. EWT: UDPipe 1 reports 94.4% UPOS accuracy (the figure issue 7 quotes; Straka,
 Hajič & Straková 2016, LREC, for an earlier UD release of the English treebank: not verified here,
 and the treebank has been revised since). ATIS: recurrent slot-filling papers report slot F1 from
-94.2 to 95.9 (the range issue 7 quotes, not verified here); the intent goal of 97% is issue 7's."""
+94.2 to 95.9 (the range issue 7 quotes, not verified here); the intent goal of 97% is issue 7's. On
+the split used here (Goo et al. 2018's, the one in the shared data folder), whose test set is harder
+than its dev set, Goo et al.'s slot-gated attention BiLSTM reports slot F1 95.2 and intent accuracy
+94.1 (*Slot-Gated Modeling for Joint Slot Filling and Intent Prediction*, NAACL 2018; figures as
+paperswithcode lists them, the paper's table not re-read here)."""
 LEFT_OUT = """What we leave out, and the likeliest reasons for a gap: no pretrained word embeddings (the shared
 data folder holds none; words seen once read as `<unk>`), no hyper-parameter search (one setting,
 the one stated above), and for ATIS one checkpoint for both outputs, chosen on the dev slot F1, so
@@ -58,7 +62,7 @@ def ewt_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, no
     absent = missing(paths)
     if absent:
         notes.append(absent_note("UD English EWT", absent))
-        return [["UD EWT", "UPOS accuracy", "skipped", percent(GOALS["upos"]), "94.4 (UDPipe 1)", ""]]
+        return [["UD EWT", "UPOS accuracy", "skipped", "", percent(GOALS["upos"]), "94.4 (UDPipe 1)", ""]]
     seconds = seconds_for(clock, WEIGHTS["ewt"], weights_left)
     print(f"UD EWT: {seconds / 60:.1f} min", flush=True)
     model = SMOKE_MODEL if args.smoke else EWT_MODEL
@@ -67,16 +71,16 @@ def ewt_rows(args, clock: Clock, data: Path, work: Path, weights_left: float, no
                              data_options={**DATA, "format": "conllu"}, batch_size=batch_size(args, BATCH))
     accuracy = outcome.test["accuracy"]
     notes.append(goal_note("EWT: UPOS accuracy", accuracy, GOALS["upos"], outcome))
-    return [["UD EWT", "UPOS accuracy", percent(accuracy), percent(GOALS["upos"]), "94.4 (UDPipe 1)",
-             run_summary(outcome)]]
+    return [["UD EWT", "UPOS accuracy", percent(accuracy), dev_percent(outcome, "accuracy"), percent(GOALS["upos"]),
+             "94.4 (UDPipe 1)", run_summary(outcome)]]
 
 
 def atis_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> list[list[str]]:
     absent = missing(data / name for name in ATIS_FILES)
     if absent:
         notes.append(absent_note("ATIS", absent))
-        return [["ATIS", "slot F1", "skipped", percent(GOALS["slot_f1"]), "94.2-95.9", ""],
-                ["ATIS", "intent accuracy", "skipped", percent(GOALS["intent"]), "", ""]]
+        return [["ATIS", "slot F1", "skipped", "", percent(GOALS["slot_f1"]), "94.2-95.9", ""],
+                ["ATIS", "intent accuracy", "skipped", "", percent(GOALS["intent"]), "94.1 (Goo et al.)", ""]]
     seconds = seconds_for(clock, WEIGHTS["atis"], WEIGHTS["atis"])
     print(f"ATIS: {seconds / 60:.1f} min", flush=True)
     model = SMOKE_MODEL if args.smoke else ATIS_MODEL
@@ -87,9 +91,15 @@ def atis_rows(args, clock: Clock, data: Path, work: Path, notes: list[str]) -> l
     f1, intent = outcome.test["f1"], outcome.test["intent_accuracy"]
     for label, value, goal in (("slot F1", f1, GOALS["slot_f1"]), ("intent accuracy", intent, GOALS["intent"])):
         notes.append(goal_note(f"ATIS: {label}", value, goal, outcome))
-    return [["ATIS", "slot F1 (conlleval)", percent(f1), percent(GOALS["slot_f1"]), "94.2-95.9",
-             run_summary(outcome)],
-            ["ATIS", "intent accuracy", percent(intent), percent(GOALS["intent"]), "", "(the same run)"]]
+    return [["ATIS", "slot F1 (conlleval)", percent(f1), dev_percent(outcome, "f1"), percent(GOALS["slot_f1"]),
+             "94.2-95.9; 95.2 (Goo et al.)", run_summary(outcome)],
+            ["ATIS", "intent accuracy", percent(intent), dev_percent(outcome, "intent_accuracy"),
+             percent(GOALS["intent"]), "94.1 (Goo et al.)", "(the same run)"]]
+
+
+def dev_percent(outcome, metric: str) -> str:
+    """The best dev evaluation's ``metric`` in percent (the checkpoint scored on test)."""
+    return percent(outcome.best_dev.get(metric)) if outcome.best_dev else "n/a"
 
 
 def main(argv=None) -> None:
@@ -105,7 +115,7 @@ def main(argv=None) -> None:
     parts = [f"BiLSTM taggers, embeddings {model['embedding']}, {model['hidden']} units each way, dropout "
              f"{model['dropout']}, Adam lr {TRAINING['lr']}, batch {batch_size(args, BATCH)}; best dev epoch, "
              "scored on test (percent).",
-             markdown_table(["data", "metric", "ours (test)", "goal", "published", "training"], rows),
+             markdown_table(["data", "metric", "ours (test)", "ours (dev)", "goal", "published", "training"], rows),
              *notes, PUBLISHED, LEFT_OUT]
     report(args, "\n\n".join(parts), clock)
 
