@@ -170,6 +170,37 @@ def test_limits_stop_the_run():
     assert history.stop_reason == "max_minutes" and history.steps < 3000
 
 
+class FlushWatchingTask(RegressionTask):
+    """Records, at every training step, whether subnormal floats are flushed just then."""
+
+    def __init__(self):
+        self.seen = []
+
+    def training_loss(self, model, batch):
+        from rnnkit.train.subnormals import flushing_subnormals
+        self.seen.append(flushing_subnormals())
+        return super().training_loss(model, batch)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_fit_flushes_subnormals_only_while_it_runs_and_only_when_asked(flush):
+    from rnnkit.train.subnormals import flushing_subnormals
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals (torch.set_flush_denormal returned False)")
+    assert not flushing_subnormals()
+    task = FlushWatchingTask()
+    Trainer(model_with_seed(0), task, **quiet(max_steps=3, flush_subnormals=flush)).fit(adding_batches(3))
+    assert task.seen == [flush] * 3
+    assert not flushing_subnormals()                 # put back as it was
+    torch.set_flush_denormal(True)                   # already on before fit: left on after it
+    try:
+        Trainer(model_with_seed(0), FlushWatchingTask(), **quiet(max_steps=1, flush_subnormals=flush)) \
+            .fit(adding_batches(1))
+        assert flushing_subnormals()
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_clip_norm_is_measured_logged_and_applied(tmp_path):
     batches = adding_batches(2)
     model = model_with_seed(0)

@@ -42,6 +42,10 @@ class TrainConfig:
         seed: seeds torch, ``random`` and numpy at the start of ``fit``, and the batch order.
         deterministic: ``torch.use_deterministic_algorithms(True)`` during ``fit``.
         shuffle: reorder a sequence of batches each epoch (seeded by ``seed`` and the epoch).
+    Speed:
+        flush_subnormals: flush subnormal floats to zero on the training thread during ``fit``
+            (``rnnkit.train.subnormals``): a vanishing gradient passes through them, and the CPU
+            computes them many times slower.
     Output (all but ``progress`` need ``out_dir``):
         out_dir: the run's directory: ``checkpoints/``, ``train.csv``, ``eval.csv``, ``tensorboard/``,
             ``curves.png``. None: nothing is written.
@@ -76,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     shuffle: bool = True
+    flush_subnormals: bool = True
     out_dir: str | None = None
     checkpoint_every: int | None = None
     keep_last: int = 2
@@ -102,7 +107,7 @@ class TrainConfig:
         for name in ("max_steps", "eval_every", "patience", "checkpoint_every"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
-        for name in ("deterministic", "shuffle", "resume", "progress", "tensorboard"):
+        for name in ("deterministic", "shuffle", "flush_subnormals", "resume", "progress", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("out_dir", "device"):

@@ -39,6 +39,7 @@ from .distributed import DistributedContext, unwrap
 from .logging import RunLog, plot_curves
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .schedule import LearningRateSchedule
+from .subnormals import subnormals_flushed
 from .task import Task, check_task, is_better
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -145,9 +146,10 @@ class Trainer:
                                  self.history.steps)
         self.started = time.monotonic()
         try:
-            self._run(train_batches, dev_batches)
-            if self.writes and self._last_saved_step != self.history.steps:
-                self._save()
+            with subnormals_flushed(config.flush_subnormals):
+                self._run(train_batches, dev_batches)
+                if self.writes and self._last_saved_step != self.history.steps:
+                    self._save()
         finally:
             self.bar.close()
             if self.log is not None:
