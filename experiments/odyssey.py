@@ -16,8 +16,9 @@ Each variant runs the same ``--trials`` random draws of (learning rate, hidden s
 random search as in the paper (log-uniform learning rate). Within a trial every variant takes the
 same number of training steps, as in the paper's fixed schedules: vanilla trains first for its
 share of the budget and sets the count; a slower variant (FGR runs a Python loop) is given up to
-``SLOW_CAP`` times vanilla's time to reach it, and the table says how many steps each took. Writes a box plot (one box per variant and task) and a table of medians, and compares the
-ordering with the paper's conclusions.
+``SLOW_CAP`` times vanilla's time to reach it, and the table says how many steps each took. Writes
+a box plot (one box per variant and task) and a table of medians, and compares the ordering with
+the paper's conclusions.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ A vanishing gradient shrinks geometrically going back through time (by about 0.6
 RNN at its default initialisation), so on sequences of a few hundred steps its float32 values fall
 below 1.2e-38, into the subnormal range, which x86 CPUs compute many times slower than normal
 floats. ``python benchmarks/subnormals.py`` measures it: one training step at T = 200 of torch's
-tanh RNN and of rnnkit's LSTM and GRU took 7-8 times longer with subnormals kept. Flushing them
+tanh RNN and of rnnkit's LSTM and GRU took 4.6-7.1 times longer with subnormals kept
+(docs/fast-paths.md). Flushing them
 (``torch.set_flush_denormal``: results below the smallest normal float become 0, such inputs read
 as 0) loses only magnitudes that no float32 update could carry.
 """
