@@ -36,7 +36,7 @@ def _family_options(name: str) -> list[dict]:
     if name == "jordan":
         return [dict(output_size=2), dict(output_size=4, output_nonlinearity="sigmoid")]
     if name in ("mingru", "minlstm"):
-        return [dict(mode="parallel"), dict(mode="scan"), dict(mode="sequential")]
+        return [dict(backend="parallel_scan"), dict(backend="scan"), dict(backend="reference")]
     if name == "indrnn":
         return [dict(), dict(recurrent_max=0.5)]
     if name == "esn":
@@ -59,7 +59,8 @@ def make_layer(name, options, num_layers=2, bidirectional=False, batch_first=Fal
     """A float64 reference layer whose parameters are perturbed away from their initial values
     (so that layer-norm gains, identity recurrences, zero biases are not special)."""
     torch.manual_seed(seed)
-    layer = rnnkit.Recurrent(name, I, H, num_layers, bidirectional, batch_first, backend="reference",
+    options = {"backend": "reference", **options}          # minGRU/minLSTM: their scans too
+    layer = rnnkit.Recurrent(name, I, H, num_layers, bidirectional, batch_first,
                              dtype=DTYPE, **layer_options, **options)
     with torch.no_grad():
         for p in layer.parameters():
@@ -72,6 +73,7 @@ def twin(layer, cell_options=None, **changes):
     kwargs = dict(num_layers=layer.num_layers, bidirectional=layer.bidirectional,
                   batch_first=layer.batch_first)
     layer_options = {}
+    layer_options["backend"] = changes.pop("backend", layer.backend)
     for key in ("dropout", "input_dropout", "recurrent_dropout", "zoneout", "learn_initial_state",
                 "bptt"):
         if key in changes:
@@ -80,7 +82,7 @@ def twin(layer, cell_options=None, **changes):
     options = {**layer.cell_options, **(cell_options or {})}
     other = rnnkit.Recurrent(layer.cell_name, layer.input_size, layer.hidden_size,
                              kwargs["num_layers"], kwargs["bidirectional"], kwargs["batch_first"],
-                             backend="reference", dtype=DTYPE, **layer_options, **options)
+                             dtype=DTYPE, **layer_options, **options)
     missing, unexpected = other.load_state_dict(layer.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("initial_") for k in missing)
     return other
@@ -378,6 +380,10 @@ def test_zoneout_at_eval_mixes_every_state_tensor(name, options):
     lengths = random_lengths(T, B, g)
     x = padded_input(T, B, lengths, g)
     state = random_state(layer, B, g)
+    if layer.backend in ("scan", "parallel_scan"):             # a scan cannot hold units back
+        with pytest.raises(ValueError, match="zoneout breaks the linear recurrence"):
+            layer(x, state, lengths)
+        return
     out, final = layer(x, state, lengths)
     final = as_tuple(final)
     O = layer.output_size // 2
@@ -538,12 +544,12 @@ def test_out_of_range_rates_raise_value_error(option, value):
 
 # ----- 8. the scans of minGRU / minLSTM (parallel, time-ordered) equal their sequential step -------
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("mode", ["parallel", "scan"])
+@pytest.mark.parametrize("backend", ["parallel_scan", "scan", "fused"])
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
-def test_parallel_scan_matches_sequential_mode(name, mode, bidirectional):
+def test_parallel_scan_matches_sequential_mode(name, backend, bidirectional):
     g = torch.Generator().manual_seed(24)
     T, B = 7, 4
-    parallel = make_layer(name, dict(mode=mode), num_layers=2, bidirectional=bidirectional)
+    parallel = make_layer(name, dict(backend=backend), num_layers=2, bidirectional=bidirectional)
     results = {}
     lengths = random_lengths(T, B, g)
     x0 = padded_input(T, B, lengths, g)
@@ -551,7 +557,7 @@ def test_parallel_scan_matches_sequential_mode(name, mode, bidirectional):
     assert (state0[0] < 0).any()
     w = torch.randn(T, B, parallel.output_size, dtype=DTYPE, generator=g)
     w_final = torch.randn(state0[0].shape, dtype=DTYPE, generator=g)
-    sequential = {bptt: twin(parallel, dict(mode="sequential"), bptt=bptt) for bptt in ("autograd", "hand")}
+    sequential = {bptt: twin(parallel, backend="reference", bptt=bptt) for bptt in ("autograd", "hand")}
     for key, layer in [("parallel", parallel), *sequential.items()]:
         x = x0.clone().requires_grad_()
         state = state0[0].clone().requires_grad_()
@@ -570,14 +576,14 @@ def test_parallel_scan_matches_sequential_mode(name, mode, bidirectional):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
-@pytest.mark.parametrize("mode", ["parallel", "scan"])
+@pytest.mark.parametrize("backend", ["parallel_scan", "scan", "fused"])
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
-def test_parallel_scan_matches_sequential_on_a_long_float32_sequence(name, mode):
+def test_parallel_scan_matches_sequential_on_a_long_float32_sequence(name, backend):
     g = torch.Generator().manual_seed(25)
     T, B, hidden = 500, 3, 8
     torch.manual_seed(0)
-    parallel = rnnkit.Recurrent(name, I, hidden, backend="reference", mode=mode)
-    sequential = rnnkit.Recurrent(name, I, hidden, backend="reference", mode="sequential")
+    parallel = rnnkit.Recurrent(name, I, hidden, backend=backend)
+    sequential = rnnkit.Recurrent(name, I, hidden, backend="reference")
     sequential.load_state_dict(parallel.state_dict())
     x = torch.randn(T, B, I, generator=g)
     h0 = torch.randn(1, B, hidden, generator=g)

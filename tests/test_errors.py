@@ -189,7 +189,7 @@ def test_unknown_variant_lists_the_allowed_ones(cell, allowed):
     ("elman", dict(variant="x"), "cell 'elman' does not take option(s) 'variant'; it takes: nonlinearity, bias, init"),
     ("gru", dict(proj_size=2), "cell 'gru' does not take option(s) 'proj_size'"),
     ("mingru", dict(layer_norm=True, nonlinearity="relu"),
-     "cell 'mingru' does not take option(s) 'layer_norm', 'nonlinearity'; it takes: mode, bias"),
+     "cell 'mingru' does not take option(s) 'layer_norm', 'nonlinearity'; it takes: bias"),
 ])
 def test_option_a_cell_does_not_take(cell, options, message):
     with pytest.raises(TypeError, match=esc(message)):
@@ -214,10 +214,16 @@ def test_bad_jordan_output_nonlinearity_and_size():
 def test_bad_choices_of_other_options():
     with pytest.raises(ValueError, match=esc("init must be one of 'default', 'identity'; got 'orthogonal'")):
         R("elman", I, H, init="orthogonal")
-    with pytest.raises(ValueError, match=esc("mode must be one of 'auto', 'parallel', 'scan', 'sequential'; got 'fast'")):
-        R("minlstm", I, H, mode="fast")
-    with pytest.raises(ValueError, match=esc("backend must be one of 'auto', 'reference'; got 'cuda'")):
+    with pytest.raises(TypeError, match=esc("cell 'minlstm' does not take option(s) 'mode'")):
+        R("minlstm", I, H, mode="scan")
+    with pytest.raises(ValueError, match=esc("backend must be one of 'auto', 'native', 'fused', 'generated', "
+                                             "'scan', 'parallel_scan', 'reference'; got 'cuda'")):
         R("elman", I, H, backend="cuda")
+    with pytest.raises(ValueError, match=esc("backend='native' cannot run this layer: no torch kernel "
+                                             "computes LSTMCell(3, 4, variant='vanilla')")):
+        R("lstm", I, H, variant="vanilla", backend="native")
+    with pytest.raises(ValueError, match=esc("backend='scan' cannot run this layer: only minGRU and minLSTM")):
+        R("gru", I, H, backend="scan")
     with pytest.raises(ValueError, match=esc("bptt must be one of 'auto', 'hand', 'autograd'; got 'rtrl'")):
         R("elman", I, H, bptt="rtrl")
 

@@ -11,7 +11,7 @@ CONFIGS = (
     [("elman", dict(nonlinearity=n)) for n in ("tanh", "relu", "sigmoid")]
     + [("residual", {}), ("jordan", dict(output_size=3, output_nonlinearity="sigmoid")),
        ("indrnn", {}), ("indrnn", dict(recurrent_max=0.5)),
-       ("mingru", dict(mode="sequential")), ("minlstm", dict(mode="sequential"))]
+       ("mingru", {}), ("minlstm", {})]
     + [("lstm", dict(variant=v)) for v in LSTM_VARIANTS]
     + [("lstm", dict(variant="vanilla", proj_size=2)), ("lstm", dict(variant="fgr", proj_size=3)),
        ("lstm", dict(variant="cifg", bias=False)),
@@ -70,17 +70,6 @@ def test_hand_bptt_passes_gradcheck(name, options):
     assert torch.autograd.gradcheck(f, (x, *params.values()))
 
 
-def test_hand_bptt_is_used_by_default_and_autograd_on_request():
-    x = torch.randn(5, 2, 3, requires_grad=True)
-    default = rnnkit.Recurrent("lstm", 3, 4, variant="vanilla")
-    hand = rnnkit.Recurrent("lstm", 3, 4, variant="vanilla", backend="reference")
-    auto = rnnkit.Recurrent("lstm", 3, 4, variant="vanilla", bptt="autograd")
-    def backward_nodes(output):
-        return {type(fn).__name__ for fn, _ in output.grad_fn.next_functions if fn is not None}
-
-    # by default the compiled loop (the same hand-derived BPTT, in C++: tests/test_fused.py)
-    assert {"_FusedLSTMBackward", "_HandBPTTBackward"} & backward_nodes(default(x)[0])
-    assert "_HandBPTTBackward" in backward_nodes(hand(x)[0])
-    assert not {"_FusedLSTMBackward", "_HandBPTTBackward"} & backward_nodes(auto(x)[0])
+def test_an_unknown_bptt_is_refused():
     with pytest.raises(ValueError, match="bptt"):
         rnnkit.Recurrent("lstm", 3, 4, bptt="manual")

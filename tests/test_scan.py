@@ -4,18 +4,9 @@ import pytest
 import torch
 
 from rnnkit import cells
-from rnnkit.cells.minimal import log_space_scan
-from rnnkit.engine import fused
-from rnnkit.engine.scan import gated_scan
+from rnnkit.engine.scan import gated_scan, log_space_scan
 
 DTYPE = torch.float64
-
-
-@pytest.fixture
-def python_scan(monkeypatch):
-    """The Python form, as it runs where the extension was not built."""
-    monkeypatch.setattr(fused, "_kernels", None)
-    monkeypatch.setattr(fused, "_warned", True)
 
 
 def _inputs(name, T, B=3, H=4, seed=0):
@@ -28,7 +19,7 @@ def _inputs(name, T, B=3, H=4, seed=0):
 
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
 @pytest.mark.parametrize("T", [1, 2, 40])
-def test_python_scan_equals_the_log_space_scan_with_and_without_lengths(name, T, python_scan):
+def test_python_scan_equals_the_log_space_scan_with_and_without_lengths(name, T):
     cell, u, h0 = _inputs(name, T, seed=T)
     valid = torch.arange(T).unsqueeze(1) < torch.tensor([T, max(1, T // 2), 1])     # (T, 3)
     for mask in (None, valid):
@@ -39,7 +30,7 @@ def test_python_scan_equals_the_log_space_scan_with_and_without_lengths(name, T,
 
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
 @pytest.mark.parametrize("T", [1, 5])
-def test_python_scan_gradients_pass_gradcheck(name, T, python_scan):
+def test_python_scan_gradients_pass_gradcheck(name, T):
     cell, u, h0 = _inputs(name, T, seed=10 + T)
     valid = torch.ones(T, 3, dtype=torch.bool)
     valid[T // 2 + 1:, 1] = False

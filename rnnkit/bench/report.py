@@ -78,8 +78,8 @@ def render_document(results: Results, command: str) -> str:
         "- Ratios: \"× nn.LSTM\" = torch.nn.LSTM's time / the subject's time for the same work, measured "
         "in the same rounds (> 1 means faster than nn.LSTM); likewise \"× nn.GRU\".",
         f"- Correctness guard: before a configuration is timed, its layer and a twin with the same "
-        "weights run by the reference loop (`backend=\"reference\"`, autograd through the steps; "
-        "minGRU/minLSTM with `mode=\"sequential\"`) compute the same input at the timed shape; the output "
+        "weights run by the reference loop (`backend=\"reference\"`, autograd through the steps) "
+        "compute the same input at the timed shape; the output "
         "and every weight gradient must agree within "
         f"{config.tolerance:.0e} (max |fast − reference| / max(1, max |reference|)); streaming compares "
         "the step-by-step outputs with the reference's whole-sequence output. ✓ marks a pass with "

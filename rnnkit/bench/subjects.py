@@ -13,7 +13,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from ..cells import cell_options
 from ..diagnose.experiments import parse_cell_spec, set_spectral_radius
 from ..layers import Recurrent
 
@@ -44,11 +43,8 @@ class CellSpec:
 
     def reference_twin(self, layer: Recurrent) -> Recurrent:
         """The same cell with the same weights, run by the reference loop and differentiated by
-        autograd (``backend="reference"``, ``bptt="autograd"``); a cell with a ``mode`` option
-        (minGRU, minLSTM) runs its step equations one step at a time (``mode="sequential"``)."""
+        autograd (``backend="reference"``, ``bptt="autograd"``): the step equations one step at a time."""
         options = dict(self.options)
-        if "mode" in cell_options(self.name):
-            options["mode"] = "sequential"
         twin = Recurrent(self.name, layer.input_size, layer.hidden_size, backend="reference",
                          bptt="autograd", **options)
         twin.load_state_dict(layer.state_dict())

@@ -13,11 +13,11 @@ from .residual import ResidualCell
 from .lstm import VARIANTS as LSTM_VARIANTS, LSTMCell
 from .gru import GRUCell
 from .indrnn import IndRNNCell
-from .minimal import MinGRUCell, MinLSTMCell, log_space_scan
+from .minimal import MinGRUCell, MinLSTMCell
 from .esn import EchoStateCell, fit_ridge
 
 __all__ = [
     "RecurrentCell", "available", "cell_class", "cell_options", "create", "register",
     "ElmanCell", "JordanCell", "ResidualCell", "LSTMCell", "LSTM_VARIANTS", "GRUCell",
-    "IndRNNCell", "MinGRUCell", "MinLSTMCell", "log_space_scan", "EchoStateCell", "fit_ridge",
+    "IndRNNCell", "MinGRUCell", "MinLSTMCell", "EchoStateCell", "fit_ridge",
 ]

@@ -99,10 +99,6 @@ class RecurrentCell(nn.Module):
     # ----- hand-derived backpropagation through time (rnnkit.engine.bptt) --------------------
     input_parameters: tuple[str, ...] = ("weight_ih", "bias_ih", "ln_ih_weight", "ln_ih_bias")
 
-    # Whether bptt="auto" picks the hand backward; set False where benchmarks/bptt_vs_autograd.py
-    # measures autograd through the loop as faster.
-    hand_bptt_by_default: bool = True
-
     def supports_hand_bptt(self) -> bool:
         """Whether this cell, with its options, has ``step_saving``/``step_backward``."""
         return False
@@ -126,12 +122,6 @@ class RecurrentCell(nn.Module):
         of all steps stacked (N = T·B, fewer when sequences end early), so that a weight's gradient
         is one matrix product over all of them (``summed_outer``)."""
         raise NotImplementedError
-
-    def native_kind(self) -> str | None:
-        """Name of the torch kernel ("lstm", "gru", "rnn_tanh", "rnn_relu") that computes exactly
-        this cell, or None. Its parameters must then be weight_ih, weight_hh[, bias_ih, bias_hh]
-        [, weight_hr] in torch's layout."""
-        return None
 
     # ----- shared machinery -----------------------------------------------------------------
     def params(self) -> dict[str, Tensor]:

@@ -81,9 +81,6 @@ class ElmanCell(RecurrentCell):
             grads["bias_hh"] = summed(records["d_a"])
         return grads
 
-    def native_kind(self):
-        return {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(self.nonlinearity)
-
     def extra_repr(self):
         return f"{super().extra_repr()}, nonlinearity={self.nonlinearity!r}, init={self.init!r}"
 

@@ -160,9 +160,6 @@ class GRUCell(RecurrentCell):
             grads["bias_hh"] = torch.cat([summed(records["d_rz"]), summed(records["d_n"])])
         return grads
 
-    def native_kind(self):
-        return "gru" if self.variant == "standard" and not self.layer_norm else None
-
     def extra_repr(self):
         return f"{super().extra_repr()}, variant={self.variant!r}" + \
             (", layer_norm=True" if self.layer_norm else "")

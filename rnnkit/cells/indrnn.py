@@ -67,10 +67,6 @@ class IndRNNCell(RecurrentCell):
         h = self.f(u_t + self._recurrent_weight(p) * masked(h, recurrent_mask))
         return h, (h,)
 
-    # Its step is elementwise, so autograd's per-step cost is smaller than the hand backward's
-    # bookkeeping: measured 1.28× slower by hand (benchmarks/bptt_vs_autograd.py, B=32 T=100 H=128).
-    hand_bptt_by_default = False
-
     # Hand BPTT: δa_t = δh_t ⊙ f'(a_t), δh_{t-1} = u ⊙ δa_t, du = Σ_t δa_t ⊙ h_{t-1}
     # (zero where the clip to ±recurrent_max is active, as for torch.clamp).
     def supports_hand_bptt(self):

@@ -251,9 +251,6 @@ class LSTMCell(RecurrentCell):
             grads["weight_gg"] = summed_outer(records["d_ifo"], records["ifo_prev"])
         return grads
 
-    def native_kind(self):
-        return "lstm" if self.variant == "standard" and not self.layer_norm else None
-
     def extra_repr(self):
         extra = f", proj_size={self.proj_size}" if self.proj_size else ""
         extra += ", layer_norm=True" if self.layer_norm else ""

@@ -11,41 +11,26 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .activations import log_positive_g, positive_g, positive_g_derivative
-from .base import Params, RecurrentCell, State, check_choice
+from .base import Params, RecurrentCell, State
 from .functional import affine
 from .registry import register
-from ..engine.scan import gated_scan
-
-
-def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
-    r"""All h_t of h_t = a_t ⊙ h_{t-1} + b_t at once, from log a_t and log b_t (b_t > 0).
-
-    With a*_t = Σ_{k≤t} log a_k:  h_t = e^{a*_t} h_0 + exp(a*_t + logcumsumexp_k≤t(log b_k − a*_k)).
-    h_0 may have any sign (it is kept out of the logarithms). Where ``valid`` (T, B) is False the
-    step is skipped (a = 1, b = 0), so the state stays at each sequence's last valid step.
-
-    Shapes: log_a, log_b (T, B, H); h0 (B, H); returns (T, B, H).
-    """
-    if valid is not None:
-        keep = valid.unsqueeze(-1)                                              # (T, B, 1)
-        log_a = torch.where(keep, log_a, torch.zeros_like(log_a))
-        log_b = torch.where(keep, log_b, torch.full_like(log_b, float("-inf")))
-    a_star = torch.cumsum(log_a, dim=0)                                         # (T, B, H)
-    return torch.exp(a_star) * h0 + torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=0))
 
 
 class _MinimalCell(RecurrentCell):
-    """What minGRU and minLSTM share: input-only gates, a state-free step, a parallel scan."""
+    """What minGRU and minLSTM share: input-only gates, so that a layer reduces to the linear
+    recurrence h_t = a_t ⊙ h_{t−1} + (1 − a_t) ⊙ h̃_t with (a_t, h̃_t) = ``coefficients(u_t)``.
+
+    Besides the step, the cells give the math the engine's scans need: ``coefficients`` (and its
+    hand-derived ``coefficients_backward``) for the time-ordered scan, ``log_coefficients`` for the
+    log-space parallel scan (``rnnkit.engine.scan``); which one runs is the dispatcher's choice."""
 
     takes_recurrent_dropout = False   # no recurrent matrix: there is nothing to drop
     n_projections = 0
 
-    def __init__(self, input_size, hidden_size, *, mode="auto", bias=True,
-                 own_parameters=True, device=None, dtype=None):
+    def __init__(self, input_size, hidden_size, *, bias=True, own_parameters=True, device=None, dtype=None):
         super().__init__(input_size, hidden_size, own_parameters=own_parameters,
                          device=device, dtype=dtype)
-        check_choice("mode", mode, ("auto", "parallel", "scan", "sequential"))
-        self.mode, self.bias = mode, bias
+        self.bias = bias
         self._build()
 
     def parameter_shapes(self):
@@ -88,28 +73,6 @@ class _MinimalCell(RecurrentCell):
     def recurrent_grads(self, p, records):
         return {}
 
-    def scan(self, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State] | None:
-        """The whole sequence at once, or None in sequential mode (the loop then runs ``step``).
-
-        ``"parallel"``: the log-space scan; ``"scan"``: the coefficients of all steps at once, then
-        the linear recurrence in time order (``rnnkit.engine.scan``); ``"auto"``: the parallel scan
-        on a GPU, the time-ordered one elsewhere (faster on a CPU, where B·H fills the cores)."""
-        mode = self.mode
-        if mode == "auto":
-            mode = "parallel" if u.is_cuda else "scan"
-        if mode == "parallel":
-            log_a, log_b = self.log_coefficients(u)
-            h = log_space_scan(log_a, log_b, state[0], valid)                   # (T, B, H)
-        elif mode == "scan":
-            h = gated_scan(self, u, state[0], valid)                            # (T, B, H)
-        else:
-            return None
-        return h, (h[-1],)
-
-    def extra_repr(self):
-        return f"{super().extra_repr()}, mode={self.mode!r}"
-
-
 @register("mingru")
 class MinGRUCell(_MinimalCell):
     r"""minGRU (Feng et al. 2024), log-space form.
@@ -120,11 +83,10 @@ class MinGRUCell(_MinimalCell):
 
     with g(a) = a + ½ for a ≥ 0 and σ(a) otherwise, which keeps \tilde h positive for the scan.
     Parameters: ``weight_ih`` (2H, I) stacked [z; h̃], ``bias_ih`` (2H).
-    ``mode="parallel"`` runs the log-space scan over the whole sequence; ``"scan"`` computes the
-    coefficients of all steps at once and runs h_t = a_t ⊙ h_{t−1} + b_t in time order with a
-    hand-derived backward (the fast form on a CPU); ``"sequential"`` runs the step above (the
-    reference); ``"auto"`` (default) is ``"parallel"`` on a GPU and ``"scan"`` elsewhere. All give
-    the same result.
+    A layer runs the step above (``backend="reference"``), the log-space parallel scan over the
+    whole sequence (``"parallel_scan"``, first on a GPU) or the coefficients of all steps at once
+    and h_t = a_t ⊙ h_{t−1} + b_t in time order (``"scan"``, and its compiled form ``"fused"``, first
+    on a CPU); all give the same result (``rnnkit.engine.dispatch``).
     """
 
     n_projections = 2

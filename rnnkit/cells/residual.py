@@ -50,8 +50,5 @@ class ResidualCell(ElmanCell):
         d_a, (dh_through_g,), records = super().step_backward(p, cache, grad_state)
         return d_a, (dh + dh_through_g,), records
 
-    def native_kind(self):
-        return None
-
     def extra_repr(self):
         return f"{super(ElmanCell, self).extra_repr()}, nonlinearity={self.nonlinearity!r}"

@@ -1,4 +1,4 @@
-"""The reference time loop: any cell, one direction, with lengths, dropout masks and zoneout."""
+"""One direction of one layer over time, by the path the dispatcher chose; and the reference loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,8 +7,11 @@ import torch
 from torch import Tensor
 
 from ..cells.base import Params, RecurrentCell, State
+from ..cells.lstm import LSTMCell
+from . import fused
 from .bptt import run_compacted, run_hand_bptt
-from .fused import fused_runner
+from .dispatch import SCANNED_CELLS
+from .scan import gated_scan, parallel_scan
 
 
 @dataclass
@@ -22,40 +25,67 @@ class SequenceResult:
 def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
                  valid: Tensor | None = None, recurrent_mask: Tensor | None = None,
                  zoneout: float = 0.0, training: bool = False,
-                 keep_states: bool = False, hand_bptt: bool = False,
-                 compiled: bool = False) -> SequenceResult:
-    """Run ``cell`` over x (T, B, I) from ``state`` in time order.
+                 keep_states: bool = False, path: str = "reference", hand_bptt: bool = False,
+                 autocast: torch.dtype | None = None) -> SequenceResult:
+    """Run ``cell`` over x (T, B, I) from ``state`` in time order, by ``path`` (the dispatcher's
+    choice, ``rnnkit.engine.dispatch``: "fused", "generated", "scan", "parallel_scan", "reference").
 
     ``valid`` (T, B) marks the steps inside each sequence; at other steps the state is held and the
     output is zero. ``recurrent_mask`` (B, S) is a variational dropout mask, the same at every step.
     ``zoneout`` (Krueger et al. 2017, arXiv:1606.01305): while training each state unit keeps its
     previous value with that probability at each step; at evaluation the two are mixed in expectation.
-    ``hand_bptt``: when a gradient is needed, run the cell's hand-derived backward
-    (``rnnkit.engine.bptt``) instead of autograd through the loop, where the cell and options allow.
-    ``compiled``: run the compiled loop (``rnnkit.engine.fused``) where one covers the cell.
+    ``hand_bptt``: on the reference path, differentiate by the cell's hand-derived backward
+    (``rnnkit.engine.bptt``) instead of autograd through the loop.
+    ``autocast``: autocast's lower-precision dtype when it is on. The input projection — one large
+    product over all steps — then runs in it; the recurrence (state, per-step product, gates) runs
+    in float32, because its rounding errors would compound over the steps; outputs and final state
+    come back in the autocast dtype, as torch.nn.LSTM's do.
     """
     u = _project(cell, p, x, valid)                                             # (T, B, G)
-    scan = getattr(cell, "scan", None)
-    if scan is not None and zoneout == 0.0:
-        scanned = scan(p, u, state, valid)
-        if scanned is not None:
-            outputs, final_state = scanned                                      # (T, B, O)
-            if valid is not None:
-                outputs = outputs * valid.unsqueeze(-1)
-            return SequenceResult(outputs, final_state, (outputs,) if keep_states else None)
+    if autocast is None:
+        return _recur(cell, p, u, state, valid, recurrent_mask, zoneout, training, keep_states, path,
+                      hand_bptt)
+    with torch.autocast(u.device.type, enabled=False):
+        result = _recur(cell, p, u.float(), tuple(s.float() for s in state), valid, recurrent_mask,
+                        zoneout, training, keep_states, path, hand_bptt)
+    lower = (lambda t: t.to(autocast))
+    return SequenceResult(lower(result.outputs), tuple(map(lower, result.final_state)),
+                          tuple(map(lower, result.all_states)) if result.all_states is not None else None)
 
-    plain = recurrent_mask is None and not zoneout and not keep_states
-    fused = fused_runner(cell, u) if plain and compiled else None
-    if fused is not None:
-        outputs, final_state = fused(cell, p, u, state, valid)                  # C++ loop + hand BPTT
+
+def _recur(cell, p, u, state, valid, recurrent_mask, zoneout, training, keep_states, path, hand_bptt
+           ) -> SequenceResult:
+    """The recurrence from the projected input u (T, B, G), by ``path``."""
+    if path in ("scan", "parallel_scan") or (path == "fused" and isinstance(cell, SCANNED_CELLS)):
+        run = {"scan": gated_scan, "parallel_scan": parallel_scan, "fused": fused.minimal_scan}[path]
+        outputs = run(cell, u, state[0], valid)                                 # (T, B, H)
+        final_state = (outputs[-1],)
+        if valid is not None:
+            outputs = outputs * valid.unsqueeze(-1)
+        return SequenceResult(outputs, final_state, (outputs,) if keep_states else None)
+    if path == "fused":
+        run = fused.run_fused_lstm if isinstance(cell, LSTMCell) else fused.run_fused_gru
+        outputs, final_state = run(cell, p, u, state, valid)                    # C++ loop + hand BPTT
         return SequenceResult(outputs, final_state)
-    if plain and hand_bptt and torch.is_grad_enabled() and cell.supports_hand_bptt():
+    if path == "generated":
+        from .generated import run_generated          # on first use: it brings torch.compile's machinery
+        outputs, final_state, all_states = run_generated(cell, p, u, state, valid, recurrent_mask, zoneout,
+                                                         training, keep_states)
+        return SequenceResult(outputs, final_state, all_states)
+    plain = recurrent_mask is None and not zoneout and not keep_states
+    if plain and hand_bptt:
         outputs, final_state = run_hand_bptt(cell, p, u, state, valid)
         return SequenceResult(outputs, final_state)
     if plain and valid is not None and not torch.is_grad_enabled():
         outputs, final_state = run_compacted(cell, p, u, state, valid)          # skips finished rows
         return SequenceResult(outputs, final_state)
+    return reference_loop(cell, p, u, state, valid, recurrent_mask, zoneout, training, keep_states)
 
+
+def reference_loop(cell: RecurrentCell, p: Params, u: Tensor, state: State, valid: Tensor | None = None,
+                   recurrent_mask: Tensor | None = None, zoneout: float = 0.0, training: bool = False,
+                   keep_states: bool = False) -> SequenceResult:
+    """The recurrence as the equations read: ``cell.step`` at every step, differentiated by autograd."""
     outputs, history = [], []
     valid_steps = valid.unsqueeze(-1).unbind(0) if valid is not None else None  # each (B, 1)
     for t, u_t in enumerate(u.unbind(0)):                                        # unbind: no T² backward

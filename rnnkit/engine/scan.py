@@ -1,8 +1,9 @@
-r"""The minGRU / minLSTM recurrence h_t = a_t ⊙ h_{t−1} + b_t, run in time order (the Python form).
+r"""The minGRU / minLSTM recurrence h_t = a_t ⊙ h_{t−1} + b_t: the log-space parallel scan and the
+time-ordered scan (the Python form; ``rnnkit.engine.fused`` has the compiled one).
 
 minGRU and minLSTM (Feng et al. 2024) reduce to it after one large input projection. On a GPU the
-log-space parallel scan (``rnnkit.cells.minimal.log_space_scan``) spreads the T steps over many
-threads; on a CPU the B·H lanes of one step already fill the cores, and the parallel scan's ten or
+log-space parallel scan (``log_space_scan``, Heinsen 2023, arXiv:2311.06281) spreads the T steps
+over many threads; on a CPU the B·H lanes of one step already fill the cores, and the parallel scan's ten or
 so passes over (T, B, H) with transcendentals cost several times the plain loop
 (``../shared/notes/perf-cpu-baselines.md``). So the CPU form is this loop, one fused multiply-add
 per step, with a hand-derived backward that is one more per step:
@@ -22,6 +23,29 @@ from torch import Tensor
 from ..cells.functional import previous_steps
 
 
+def log_space_scan(log_a: Tensor, log_b: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
+    r"""All h_t of h_t = a_t ⊙ h_{t-1} + b_t at once, from log a_t and log b_t (b_t > 0).
+
+    With a*_t = Σ_{k≤t} log a_k:  h_t = e^{a*_t} h_0 + exp(a*_t + logcumsumexp_k≤t(log b_k − a*_k)).
+    h_0 may have any sign (it is kept out of the logarithms). Where ``valid`` (T, B) is False the
+    step is skipped (a = 1, b = 0), so the state stays at each sequence's last valid step.
+
+    Shapes: log_a, log_b (T, B, H); h0 (B, H); returns (T, B, H).
+    """
+    if valid is not None:
+        keep = valid.unsqueeze(-1)                                              # (T, B, 1)
+        log_a = torch.where(keep, log_a, torch.zeros_like(log_a))
+        log_b = torch.where(keep, log_b, torch.full_like(log_b, float("-inf")))
+    a_star = torch.cumsum(log_a, dim=0)                                         # (T, B, H)
+    return torch.exp(a_star) * h0 + torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=0))
+
+
+def parallel_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
+    """h (T, B, H) of a minGRU / minLSTM layer by the log-space scan of ``cell.log_coefficients(u)``."""
+    log_a, log_b = cell.log_coefficients(u)                                     # each (T, B, H)
+    return log_space_scan(log_a, log_b, h0, valid)
+
+
 def gated_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tensor:
     r"""h_t = a_t ⊙ h_{t−1} + (1 − a_t) ⊙ h̃_t with (a_t, h̃_t) = ``cell.coefficients(u_t)``, all steps.
 
@@ -33,13 +57,10 @@ def gated_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None = None) -> Tens
 
     so autograd keeps no per-op intermediates. u (T, B, G) -> h (T, B, H). Where ``valid`` (T, B)
     is False the step is skipped (a = 1, b = 0): the state stays at each sequence's last valid
-    step, so h[-1] is the state at each sequence's true end. Where the compiled loops are built
-    (``rnnkit.engine.fused``), the same computation runs in one C++ pass per direction instead.
+    step, so h[-1] is the state at each sequence's true end. ``rnnkit.engine.fused.minimal_scan``
+    runs the same computation in one C++ pass (the dispatcher's ``"fused"`` path).
     """
-    from .fused import minimal_scan                       # here: cells import this module
-
-    compiled = minimal_scan(cell, u, h0, valid)
-    return compiled if compiled is not None else _GatedScan.apply(cell, valid, u, h0)
+    return _GatedScan.apply(cell, valid, u, h0)
 
 
 def _scan_forward(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:

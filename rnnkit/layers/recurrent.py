@@ -10,7 +10,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from ..cells import cell_class, create
 from ..cells.base import check_choice
-from ..engine import flat_weights, fused, reverse_padded, run_native, run_sequence, valid_mask
+from ..engine import flat_weights, reverse_padded, run_native, run_sequence, valid_mask
+from ..engine.dispatch import BACKENDS, Call, Explanation, check_backend, choose, describe_call, torch_kernel
 from .inputs import SequenceBatch, read_input, read_state
 
 
@@ -32,14 +33,17 @@ class Recurrent(nn.Module):
         zoneout: probability that a state unit keeps its previous value at a step (Krueger et al.
             2017); at evaluation the expectation is used.
         learn_initial_state: make the initial state a trained parameter instead of zeros.
-        backend: ``"auto"`` uses torch's fused kernel where the cell computes exactly what it
-            computes (standard LSTM/GRU, tanh/relu Elman) and the options allow, rnnkit's compiled
-            loop (``rnnkit.engine.fused``) where one covers the cell, and the reference loop
-            elsewhere; ``"reference"`` always runs the reference loop (in Python).
-        bptt: how the reference loop's gradient is computed: ``"hand"`` runs the cells'
-            hand-derived backward (``rnnkit.engine.bptt``: one δ recursion, weight gradients as one
-            matrix product over all steps), ``"autograd"`` differentiates the step loop, ``"auto"``
-            (default) is ``"hand"`` wherever the cell has it and it measured faster
+        backend: how the layer runs over time. ``"auto"`` (default) lets the dispatcher
+            (``rnnkit.engine.dispatch``) pick, per call, the fastest path that computes the cell
+            exactly in that context (device, dtype and autocast, gradient, lengths, torch.compile
+            tracing); ``rnnkit.engine.explain(layer, x)`` says which and why. Or name a path:
+            ``"native"`` (torch's kernel), ``"fused"`` (rnnkit's C++ loops), ``"generated"`` (the
+            cell's step compiled by torch.compile), ``"scan"`` / ``"parallel_scan"`` (minGRU,
+            minLSTM), ``"reference"`` (the step loop in Python); one that cannot run a call says why.
+        bptt: how the gradient is computed: ``"hand"`` runs the cells' hand-derived backward
+            (``rnnkit.engine.bptt``, or its compiled form), ``"autograd"`` differentiates the step
+            loop (or torch's kernel), ``"auto"`` (default) leaves it to the dispatcher, which takes
+            the hand backward wherever the cell has it and it measured faster
             (``benchmarks/bptt_vs_autograd.py``); options that need per-step autograd (zoneout,
             recurrent dropout, layer norm, ``return_all_states``) use autograd.
         **cell_options: the cell's own options (``variant="cifg"``, ``nonlinearity="relu"``, ...).
@@ -68,7 +72,7 @@ class Recurrent(nn.Module):
                            ("recurrent_dropout", recurrent_dropout), ("zoneout", zoneout)):
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
                 raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
-        check_choice("backend", backend, ("auto", "reference"))
+        check_choice("backend", backend, BACKENDS)
         check_choice("bptt", bptt, ("auto", "hand", "autograd"))
         if recurrent_dropout and not cell_class(cell).takes_recurrent_dropout:
             raise ValueError(f"recurrent_dropout must be 0 for cell {cell!r}, which has no recurrent matrix "
@@ -92,6 +96,7 @@ class Recurrent(nn.Module):
                                     device=device, dtype=dtype, **_options_of_cell(cell_options, len(cells))))
             layer_input = cells[-1].output_size * self.num_directions
         self.cells = nn.ModuleList(cells)
+        check_backend(backend, cells[0])
         self.state_names = cells[0].state_names
         self.state_sizes = cells[0].state_sizes()
         self.output_size = cells[0].output_size * self.num_directions
@@ -116,6 +121,7 @@ class Recurrent(nn.Module):
         else:
             state = read_state(state, self.state_names, self.state_sizes, len(self.cells), B, batch.batched)
         valid = valid_mask(batch.lengths, T, batch.x.device) if batch.lengths is not None else None
+        call = self._describe(batch, return_all_states)
 
         layer_input, finals, histories = batch.x, [], []
         for layer in range(self.num_layers):
@@ -125,30 +131,40 @@ class Recurrent(nn.Module):
                 layer_input = layer_input * _variational_mask(layer_input[0], self.input_dropout)
             first = layer * self.num_directions
             layer_state = tuple(s[first:first + self.num_directions] for s in state)   # each (D, B, S)
-            layer_input, final, history = self._run_layer(layer, layer_input, layer_state, batch, valid,
-                                                           return_all_states)
+            layer_input, final, history = self._run_layer(layer, layer_input, layer_state, batch, valid, call)
             finals.append(final)
             histories.append(history)
         final_state = tuple(torch.cat(parts) for parts in zip(*finals))           # each (L·D, B, S)
         return self._format_result(layer_input, final_state, histories, batch, return_all_states)
 
+    def _describe(self, batch: SequenceBatch, keep_states: bool) -> Call:
+        return describe_call(batch.x, self.parameters(), lengths=batch.lengths is not None,
+                             keep_states=keep_states, training=self.training)
+
+    def explain(self, x, state=None, lengths=None, *, return_all_states: bool = False) -> Explanation:
+        """Which path ``self(x, state, lengths)`` takes for each stacked layer, and why, in the current
+        grad mode, autocast and train/eval mode; nothing is computed (``rnnkit.engine.explain``)."""
+        batch = read_input(x, lengths, self.input_size, self.batch_first)
+        call = self._describe(batch, return_all_states)
+        firsts = [self.cells[layer * self.num_directions] for layer in range(self.num_layers)]
+        return Explanation(call, tuple(choose(self, cell, call) for cell in firsts))
+
     def _run_layer(self, layer: int, x: Tensor, state: tuple[Tensor, ...], batch: SequenceBatch,
-                   valid: Tensor | None, keep_states: bool):
+                   valid: Tensor | None, call: Call):
         """Both directions of one layer: outputs (T, B, D·O), final state parts, states history."""
         first = layer * self.num_directions
         indices = range(first, first + self.num_directions)
-        kind = self.cells[first].native_kind()
-        if (kind is not None and self.bptt != "autograd"
-                and fused.preferred_over_native(self.cells[first], x, batch.lengths is not None)):
-            kind = None                                    # rnnkit's compiled loop is faster here
-        if (self.backend == "auto" and kind is not None and not keep_states and not self.zoneout
-                and not (self.recurrent_dropout and self.training)):
+        choice = choose(self, self.cells[first], call)
+        if choice.path == "native":
             weights = [w for i in indices for w in flat_weights(self.cells[i], self.cell_params(i))]
             has_bias = "bias_ih" in self.cell_params(first)
-            outputs, final = run_native(kind, x, state, weights, has_bias, self.bidirectional,
-                                        self.training, batch.lengths)
+            outputs, final = run_native(torch_kernel(self.cells[first]), x, state, weights, has_bias,
+                                        self.bidirectional, self.training, batch.lengths)
+            if call.autocast is not None:                  # torch's GRU kernel is not on autocast's list
+                outputs, final = outputs.to(call.autocast), tuple(s.to(call.autocast) for s in final)
             return outputs, final, None
 
+        keep_states = call.keep_states
         outputs, finals, histories = [], [], []
         for direction, index in enumerate(indices):
             cell = self.cells[index]
@@ -159,8 +175,8 @@ class Recurrent(nn.Module):
             result = run_sequence(cell, self.cell_params(index),
                                   reverse_padded(x, batch.lengths) if reverse else x,
                                   tuple(s[direction] for s in state), valid, mask, self.zoneout,
-                                  self.training, keep_states, hand_bptt=self._hand_bptt(cell),
-                                  compiled=self.backend == "auto" and self.bptt != "autograd")
+                                  self.training, keep_states, path=choice.path, hand_bptt=choice.hand_bptt,
+                                  autocast=call.autocast)
             outputs.append(reverse_padded(result.outputs, batch.lengths) if reverse else result.outputs)
             finals.append(result.final_state)
             if keep_states:
@@ -169,9 +185,6 @@ class Recurrent(nn.Module):
         final = tuple(torch.stack(parts) for parts in zip(*finals))               # each (D, B, S)
         history = tuple(torch.stack(parts, 1) for parts in zip(*histories)) if keep_states else None
         return torch.cat(outputs, dim=-1), final, history                          # (T, B, D·O)
-
-    def _hand_bptt(self, cell) -> bool:
-        return self.bptt == "hand" or (self.bptt == "auto" and cell.hand_bptt_by_default)
 
     def _initial_state(self, batch_size: int, like: Tensor) -> tuple[Tensor, ...]:
         if self.learn_initial_state:
