@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Callable
 
 import click
+import torch
 
 from ..recipes import RECIPE_MODULES, run
 from ..recipes.run import TrainedRun
 from ..train import History
 from ..train.checkpoint import list_checkpoints
+from ..train.device import resolve_device
+from ..train.precision import PRECISIONS, check_precision
 from ..train.trainer import CHECKPOINTS_DIR
 from .errors import user_errors
 from .settings import TrainSettings, resolve_settings
@@ -29,7 +32,8 @@ FLAG_SETTINGS = {
     "deterministic": ("training", "deterministic"), "eval_every": ("training", "eval_every"),
     "patience": ("training", "patience"), "checkpoint_every": ("training", "checkpoint_every"),
     "resume": ("training", "resume"), "progress": ("training", "progress"),
-    "tensorboard": ("training", "tensorboard"),
+    "tensorboard": ("training", "tensorboard"), "device": ("training", "device"),
+    "precision": ("training", "precision"),
 }
 Echo = Callable[[str], None]
 POSITIVE_INT, POSITIVE_FLOAT = click.IntRange(min=1), click.FloatRange(min=0, min_open=True)
@@ -68,6 +72,11 @@ POSITIVE_INT, POSITIVE_FLOAT = click.IntRange(min=1), click.FloatRange(min=0, mi
 @click.option("--resume", is_flag=True, default=None, help="Continue the run in --out from its last checkpoint.")
 @click.option("--progress/--no-progress", default=None, help="A progress bar on a terminal. [default: on]")
 @click.option("--tensorboard/--no-tensorboard", default=None, help="TensorBoard event files. [default: on]")
+@click.option("--device", help="Where to train: cpu, cuda, cuda:N, or auto (CUDA where available, else the "
+              "CPU). [default: the CPU; under torchrun with GPUs, cuda:LOCAL_RANK]")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="32 (float32), 64 (float64), bf16-mixed (bfloat16 autocast, float32 weights; CPU and "
+                   "CUDA) or 16-mixed (float16 autocast with loss scaling; CUDA only). [default: 32]")
 @click.option("--option", "options", metavar="KEY=VALUE", multiple=True,
               help="A recipe's model or data option (format=sst, crf=true, attention=luong-dot); "
                    "VALUE is read as JSON where it parses. Repeatable.")
@@ -94,6 +103,7 @@ def train_command(ctx: click.Context, config_file: Path | None, options: tuple[s
     with user_errors():
         settings = resolve_settings(config_file, given, options)
         _check_out(settings)
+        _check_hardware(settings)
         _echo_settings(settings, echo)
         trained, history = run.train(settings.task, settings.train, settings.dev, settings.config,
                                      model_options=settings.given_model_options,
@@ -118,6 +128,14 @@ def _check_out(settings: TrainSettings) -> None:
                          "or choose another --out")
 
 
+def _check_hardware(settings: TrainSettings) -> None:
+    """Refuse, before reading any data, a device this machine lacks or a precision it cannot compute in.
+    Without --device one process trains on the CPU, each of torchrun's on its GPU where there are GPUs."""
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    default = torch.device("cuda" if under_torchrun and torch.cuda.is_available() else "cpu")
+    check_precision(settings.config.precision, resolve_device(settings.config.device) or default)
+
+
 def _silent(*args, **kwargs) -> None:
     pass
 
@@ -131,4 +149,5 @@ def _echo_settings(settings: TrainSettings, echo: Echo) -> None:
          + f" -> {settings.out}" + (" (resuming)" if config.resume else ""))
     echo("model: " + " ".join(f"{k}={v}" for k, v in settings.model_options.items()))
     echo(f"training: {config.optimizer} lr {config.lr:g}, batch {settings.batch_size}, "
-         f"{' / '.join(limits)}, seed {config.seed}" + (", deterministic" if config.deterministic else ""))
+         f"{' / '.join(limits)}, seed {config.seed}" + (", deterministic" if config.deterministic else "")
+         + f", precision {config.precision}" + (f", device {config.device}" if config.device else ""))

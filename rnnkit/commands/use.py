@@ -16,6 +16,9 @@ from .errors import check_png_path, user_errors
 RUN_DIR = click.Path(file_okay=False, path_type=Path)
 CHECKPOINT = click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best",
                           show_default=True, help="The best dev checkpoint, or the last one saved.")
+DEVICE = click.option("--device", default="cpu", show_default=True,
+                      help="Where to run the model: cpu, cuda, cuda:N or auto (CUDA where available), "
+                           "whatever device it was trained on.")
 INPUT = click.argument("input_file", metavar="[FILE|-]", type=click.File("r", encoding="utf-8"), default="-")
 
 
@@ -26,7 +29,9 @@ INPUT = click.argument("input_file", metavar="[FILE|-]", type=click.File("r", en
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object {metric: value} on stdout.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @CHECKPOINT
-def evaluate_command(run_dir: Path, test_path: str, as_json: bool, batch_size: int, which: str) -> None:
+@DEVICE
+def evaluate_command(run_dir: Path, test_path: str, as_json: bool, batch_size: int, which: str,
+                     device: str) -> None:
     """Score the model in DIR on a test file: accuracy, f1, bleu, perplexity, ... as the task has them.
 
     \b
@@ -35,7 +40,7 @@ def evaluate_command(run_dir: Path, test_path: str, as_json: bool, batch_size: i
         rnnkit evaluate runs/sst2 --test stsa.binary.test --json
     """
     with user_errors():
-        trained = run.load_run(run_dir, which)
+        trained = run.load_run(run_dir, which, device)
         metrics = run.evaluate(trained, test_path, batch_size=batch_size)
     if as_json:         # strict JSON: a metric that is not finite is null
         click.echo(json.dumps({name: _finite_or_none(value) for name, value in metrics.items()}))
@@ -49,7 +54,8 @@ def evaluate_command(run_dir: Path, test_path: str, as_json: bool, batch_size: i
 @click.argument("run_dir", metavar="DIR", type=RUN_DIR)
 @INPUT
 @CHECKPOINT
-def predict_command(run_dir: Path, input_file: IO[str], which: str) -> None:
+@DEVICE
+def predict_command(run_dir: Path, input_file: IO[str], which: str, device: str) -> None:
     """One output line per input line of FILE (or of stdin, with '-' or no FILE): the label of a
     sentence, the tags of a tokenised sentence, a translation, a forecast, a line's perplexity.
 
@@ -59,7 +65,7 @@ def predict_command(run_dir: Path, input_file: IO[str], which: str) -> None:
         rnnkit predict runs/upos sentences.txt > tags.txt
     """
     with user_errors(), _naming_the_input(input_file):
-        trained = run.load_run(run_dir, which)
+        trained = run.load_run(run_dir, which, device)
         for output in run.predict(trained, _lines(input_file)):
             click.echo(output)
 
@@ -74,8 +80,9 @@ def predict_command(run_dir: Path, input_file: IO[str], which: str) -> None:
 @click.option("--top-k", type=click.IntRange(min=1), help="Sample among the K most likely tokens only.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @CHECKPOINT
+@DEVICE
 def generate_command(run_dir: Path, prompt: str, length: int, temperature: float, top_k: int | None,
-                     seed: int, which: str) -> None:
+                     seed: int, which: str, device: str) -> None:
     """Sample text from the language model in DIR (a run of --task lm).
 
     \b
@@ -84,7 +91,7 @@ def generate_command(run_dir: Path, prompt: str, length: int, temperature: float
         rnnkit generate runs/ptb --prompt "the company" --length 20 --top-k 10 --seed 1
     """
     with user_errors():
-        trained = run.load_run(run_dir, which)
+        trained = run.load_run(run_dir, which, device)
         generate = _extra_operation(trained, "generate", "lm")
         text = generate(trained.model, trained.state, prompt=prompt, length=length, temperature=temperature,
                         top_k=top_k, seed=seed)
@@ -100,8 +107,9 @@ def generate_command(run_dir: Path, prompt: str, length: int, temperature: float
               help="Draw the attention weights as PNG: this file for one sentence, NAME-1.png, NAME-2.png, "
                    "... for several.")
 @CHECKPOINT
+@DEVICE
 def translate_command(run_dir: Path, input_file: IO[str], beam: int | None, max_length: int | None,
-                      attention_plot: Path | None, which: str) -> None:
+                      attention_plot: Path | None, which: str, device: str) -> None:
     """Translate each line of FILE (or of stdin) with the model in DIR (a run of --task translate).
 
     \b
@@ -112,7 +120,7 @@ def translate_command(run_dir: Path, input_file: IO[str], beam: int | None, max_
     if attention_plot is not None:
         check_png_path(attention_plot, "--attention-plot")
     with user_errors(attention_plot):
-        trained = run.load_run(run_dir, which)
+        trained = run.load_run(run_dir, which, device)
         translate = _extra_operation(trained, "translate", "translate")
         if attention_plot is not None and trained.state.model_options.get("attention") == "none":
             raise ValueError(f"{trained.checkpoint}: the model has no attention (attention=none); "

@@ -16,8 +16,10 @@ from torch import nn
 
 from ..train import History, Trainer, TrainConfig
 from ..train.checkpoint import CheckpointError, best_checkpoint, latest_checkpoint, load_checkpoint
-from ..train.trainer import CHECKPOINTS_DIR
+from ..train.device import resolve_device
+from ..train.trainer import CHECKPOINTS_DIR, to_device
 from .base import Recipe, RecipeState, data_options_for, get_recipe, model_options_for
+from .common import model_device
 
 
 @dataclass
@@ -70,9 +72,11 @@ def train(task: str, train_path: str, dev_path: str | None, train_config: TrainC
     return run, history
 
 
-def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
+def load_run(run_dir: str | Path, which: str = "best", device: str | None = None) -> TrainedRun:
     """The model of a run directory (or of one checkpoint directory): ``which`` = ``"best"`` (the best
-    dev metric; the last checkpoint where there was none) or ``"last"``."""
+    dev metric; the last checkpoint where there was none) or ``"last"``. ``device``: where to put the
+    model (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``; None: the CPU), wherever it was trained:
+    checkpoints hold CPU tensors, loaded in the model's float32."""
     path = _checkpoint_of(Path(run_dir), which)
     checkpoint = load_checkpoint(path)
     state = RecipeState.from_dict(checkpoint.extra, str(path / "extra.json"))
@@ -84,11 +88,11 @@ def load_run(run_dir: str | Path, which: str = "best") -> TrainedRun:
         raise CheckpointError(path / "model.safetensors",
                               f"does not fit the {recipe.name} model it describes ({error})") from None
     model.eval()
-    return TrainedRun(recipe, model, state, path)
+    return TrainedRun(recipe, model.to(resolve_device(device) or torch.device("cpu")), state, path)
 
 
 def evaluate(run: TrainedRun, test_path: str, batch_size: int = 64) -> dict[str, float]:
-    """The recipe's metrics of the run's model on a test file."""
+    """The recipe's metrics of the run's model on a test file (its batches go where the model is)."""
     records = run.recipe.read(test_path, run.state.data_options)
     if not records:
         raise ValueError(f"{test_path}: holds no examples to evaluate on")
@@ -96,7 +100,7 @@ def evaluate(run: TrainedRun, test_path: str, batch_size: int = 64) -> dict[str,
     task = run.recipe.task(run.state)
     run.model.eval()
     with torch.no_grad():
-        return task.evaluate(run.model, batches)
+        return task.evaluate(run.model, (to_device(batch, model_device(run.model)) for batch in batches))
 
 
 def predict(run: TrainedRun, lines: Iterable[str]) -> Iterator[str]:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .device import check_device_name
+from .precision import PRECISIONS
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "plateau")
 
@@ -57,8 +59,13 @@ class TrainConfig:
         log_every: one row of ``train.csv`` (the window's mean loss, largest gradient norm) every this
             many steps; TensorBoard gets every step.
         tensorboard: write TensorBoard event files.
-        device: where to train (``"cpu"``, ``"cuda"``, ``"cuda:1"``); None: the model's device, or under
-            ``torchrun`` with GPUs, ``cuda:LOCAL_RANK``.
+    Hardware (``rnnkit.train.device``, ``rnnkit.train.precision``):
+        device: where to train: ``"cpu"``, ``"cuda"`` (under ``torchrun``: ``cuda:LOCAL_RANK``),
+            ``"cuda:N"`` or ``"auto"`` (CUDA where available, else the CPU); None: the model's device
+            (the CPU for ``rnnkit train``), or under ``torchrun`` with GPUs, ``cuda:LOCAL_RANK``.
+        precision: ``"32"`` (float32), ``"64"`` (float64), ``"bf16-mixed"`` (bfloat16 autocast around the
+            forward pass and the loss, float32 weights; CPU and CUDA) or ``"16-mixed"`` (float16 autocast
+            with a gradient scaler; CUDA only). Lightning's names.
     """
 
     optimizer: str = "adam"
@@ -89,8 +96,12 @@ class TrainConfig:
     log_every: int = 10
     tensorboard: bool = True
     device: str | None = None
+    precision: str = "32"
 
     def __post_init__(self) -> None:
+        if type(self.precision) is int and self.precision in (32, 64):     # Lightning's int spelling
+            self.precision = str(self.precision)
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         for name in ("lr", "lr_gamma"):
@@ -114,6 +125,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"TrainConfig.{name} must be a string or None, got {value!r}")
+        check_device_name(self.device, "TrainConfig.device")
         if self.resume and self.out_dir is None:
             raise ValueError("TrainConfig.resume=True needs out_dir, the directory of the run to continue")
 

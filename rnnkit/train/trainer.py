@@ -3,8 +3,10 @@
 The trainer knows no model and no data format: a task (``rnnkit.train.task``) turns a batch into a
 loss and scores the model on the dev batches. One step is::
 
-    loss, counts = task.training_loss(model, batch)     # mean over counts[task.loss_unit]
-    loss.backward()                                     # (scaled to the global mean under DDP)
+    with precision.autocast():                          # bf16-mixed, 16-mixed (rnnkit.train.precision)
+        loss, counts = task.training_loss(model, batch) # mean over counts[task.loss_unit]
+    loss.backward()                                     # (scaled to the global mean under DDP; by the
+                                                        # gradient scaler under 16-mixed, unscaled after)
     norm = clipper(parameters)                          # ‖g‖ before clipping, logged every step
     optimizer.step(); schedule.step()
 
@@ -14,7 +16,9 @@ last complete checkpoint in ``out_dir``: weights, optimiser, schedule, every RNG
 position in it. With ``deterministic=True`` on the CPU the resumed run ends with exactly the weights
 of a run that was never interrupted. Exact resumption needs a batch order the trainer can recreate:
 a sequence of batches (shuffled each epoch from ``seed`` and the epoch) or a callable
-``epoch -> batches`` that returns the same batches for the same epoch.
+``epoch -> batches`` that returns the same batches for the same epoch. The model and every batch go
+to ``device`` (``rnnkit.train.device``, one place: ``_on_device``); checkpoints hold CPU tensors, so
+a run resumes, evaluates and predicts on another device.
 """
 from __future__ import annotations
 
@@ -35,8 +39,10 @@ from ..learning.clipping import GradientClipper, weight_decay_groups
 from .checkpoint import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint, mark_best,
                          prune_checkpoints, save_checkpoint)
 from .config import TrainConfig, check_keys
+from .device import resolve_device
 from .distributed import DistributedContext, unwrap
 from .logging import RunLog, plot_curves
+from .precision import Precision
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .schedule import LearningRateSchedule
 from .subnormals import subnormals_flushed
@@ -98,9 +104,13 @@ class Trainer:
         self.config = (config or TrainConfig()).replace(**options)
         self.task, self.extra = task, extra or {}
         self.context = DistributedContext.from_environment()
-        device = self.config.device or self.context.default_device()
+        local_rank = self.context.local_rank if self.context.is_distributed else None
+        device = resolve_device(self.config.device, local_rank) or self.context.default_device()
         self.model = model.to(device) if device is not None else model
         self.device = next(self.model.parameters(), torch.empty(0)).device
+        self.precision = Precision(self.config.precision, self.device)
+        if self.precision.dtype is not None:
+            self.model = self.model.to(self.precision.dtype)
         self.optimizer = _make_optimizer(self.model, self.config)
         self.clipper = GradientClipper(max_norm=self.config.clip_norm)
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir is not None else None
@@ -191,7 +201,8 @@ class Trainer:
         """One optimiser step; returns the mean loss and the units over all processes, and ‖g‖."""
         self.wrapped.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, counts = self.task.training_loss(self.wrapped, to_device(batch, self.device))
+        with self.precision.autocast():
+            loss, counts = self.task.training_loss(self.wrapped, self._on_device(batch))
         units = _units(counts, self.task.loss_unit)
         loss_sum, global_units = self.context.sum([float(loss.detach()) * units, units])
         if not math.isfinite(loss_sum):
@@ -199,9 +210,10 @@ class Trainer:
                                      f"{self.history.steps + 1}; lower lr or set clip_norm")
         if self.context.is_distributed:
             loss = loss * self.context.global_mean_weight(units, global_units)
-        loss.backward()
+        self.precision.backward(loss)
+        self.precision.unscale(self.optimizer)
         norm = self.clipper(self.model.parameters())
-        self.optimizer.step()
+        self.precision.step(self.optimizer)
         self.schedule.step()
         return loss_sum / global_units, global_units, norm
 
@@ -237,8 +249,8 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
-                metrics = self.task.evaluate(model, (to_device(batch, self.device) for batch in batches))
+            with torch.no_grad(), self.precision.autocast():
+                metrics = self.task.evaluate(model, (self._on_device(batch) for batch in batches))
         finally:
             model.train(was_training)
         if not isinstance(metrics, dict) or self.task.metric not in metrics:
@@ -288,7 +300,8 @@ class Trainer:
         step = self.history.steps
         state = {"step": step, "epoch": self._epoch, "batches_done": self._batches_done,
                  "bad_evaluations": self._bad_evaluations, "evaluations": self.history.evaluations,
-                 "best": self.history.best, "rng": capture_rng_state()}
+                 "best": self.history.best, "rng": capture_rng_state(),
+                 "grad_scaler": self.precision.state_dict()}
         path = save_checkpoint(checkpoint_path(root, step), unwrap(self.model), self.optimizer, self.schedule,
                                trainer_state=state, config=self.config.to_dict(), extra=self.extra)
         self._last_saved_step = step
@@ -311,10 +324,15 @@ class Trainer:
         self._bad_evaluations = state["bad_evaluations"]
         self.history.evaluations, self.history.best = list(state["evaluations"]), state["best"]
         restore_rng_state(state["rng"])
+        self.precision.load_state_dict(state.get("grad_scaler", {}))
         self._last_saved_step = self.history.steps
         return self.history.steps
 
     # ---- data order ----------------------------------------------------------------------------
+
+    def _on_device(self, batch: Any) -> Any:
+        """The batch where the model is, its floats in the precision's dtype (float64 for ``"64"``)."""
+        return to_device(batch, self.device, self.precision.dtype)
 
     def _epoch_batches(self, train_batches: Batches) -> Iterable[Any]:
         """This epoch's global batches, from the position a resumed run stopped at."""
@@ -357,16 +375,18 @@ class _Window:
         return self.units / max(1e-9, time.monotonic() - self.started)
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move the tensors in a batch (nested tuples, lists and dicts) to ``device``; other values stay."""
+def to_device(batch: Any, device: torch.device, dtype: torch.dtype | None = None) -> Any:
+    """Move the tensors in a batch (nested tuples, lists and dicts) to ``device``, and its floating-point
+    tensors to ``dtype`` when given (integer tensors, token ids and lengths, keep theirs); other values
+    stay."""
     if isinstance(batch, Tensor):
-        return batch.to(device)
+        return batch.to(device, dtype) if dtype is not None and batch.is_floating_point() else batch.to(device)
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):        # a namedtuple
-        return type(batch)(*(to_device(item, device) for item in batch))
+        return type(batch)(*(to_device(item, device, dtype) for item in batch))
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(item, device) for item in batch)
+        return type(batch)(to_device(item, device, dtype) for item in batch)
     if isinstance(batch, dict):
-        return {key: to_device(item, device) for key, item in batch.items()}
+        return {key: to_device(item, device, dtype) for key, item in batch.items()}
     return batch
 
 
