@@ -164,3 +164,18 @@ def test_the_preference_table_lists_only_known_paths():
             order = dispatch._preference(rnnkit.cells.create("gru", 3, 5), R("gru", 3, 5), c)
             assert set(order) <= set(dispatch.PATHS) and "reference" in order
     assert dispatch.choose(R("gru", 3, 5), rnnkit.cells.create("gru", 3, 5), call).path == "fused"
+
+
+@pytest.mark.parametrize("name,options,expected", [
+    ("lstm", {}, "native"), ("gru", {}, "native"), ("elman", {}, "native"),          # cuDNN where exact
+    ("lstm", dict(variant="vanilla"), "generated"), ("gru", dict(variant="original"), "generated"),
+    ("indrnn", {}, "generated"), ("jordan", {}, "generated"),                          # Triton elsewhere
+    ("mingru", {}, "parallel_scan"),
+])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_on_a_gpu_cudnn_runs_where_exact_and_the_generated_loop_elsewhere(name, options, expected, lengths):
+    """The table a CUDA call meets (no GPU here: the Call is built by hand; the generated path itself
+    is the same code on the CPU, tests/test_generated.py)."""
+    layer = R(name, 3, 5, **options)
+    call = dispatch.Call("cuda", torch.float16, torch.float16, True, True, lengths, False, False)
+    assert dispatch.choose(layer, layer.cells[0], call).path == expected
