@@ -21,6 +21,8 @@ reverse. A batch whose lengths are spread over 1..T costs about the mean length,
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -47,17 +49,23 @@ class _BatchOrder:
     """Sequences sorted longest first, and how many are still running at each step.
 
     ``valid`` (T, B) must be a prefix mask (step t of sequence b is valid iff t < length_b), as
-    ``valid_mask`` and ``reverse_padded`` make it; None means every sequence runs all T steps."""
+    ``valid_mask`` and ``reverse_padded`` make it; None means every sequence runs all T steps.
+    The sort is ordinary tensor ops that torch.compile can trace; only ``running``, a Python list
+    read by the Python loops, depends on the data."""
 
     def __init__(self, valid: Tensor | None, T: int | None = None, B: int | None = None) -> None:
-        if valid is None:
-            self.permutation = self.inverse = None
-            self.running = [B] * T                                              # n_t for every t
-            return
-        lengths = valid.sum(0)                                                  # (B,)
-        self.permutation = torch.argsort(lengths, descending=True, stable=True)
-        self.inverse = torch.argsort(self.permutation)
-        self.running = valid.sum(1).tolist()                                    # n_t, non-increasing
+        self.valid, self.T, self.B = valid, T, B
+        self.permutation = self.inverse = self.lengths = None
+        if valid is not None:
+            lengths = valid.sum(0)                                              # (B,)
+            self.permutation = torch.argsort(lengths, descending=True, stable=True)
+            self.inverse = torch.argsort(self.permutation)
+            self.lengths = lengths.index_select(0, self.permutation)           # (B,) non-increasing
+
+    @functools.cached_property
+    def running(self) -> list[int]:
+        """n_t for every t, non-increasing."""
+        return [self.B] * self.T if self.valid is None else self.valid.sum(1).tolist()
 
     def sort(self, x: Tensor, dim: int) -> Tensor:
         return x if self.permutation is None else x.index_select(dim, self.permutation)

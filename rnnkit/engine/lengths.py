@@ -6,7 +6,8 @@ from torch import Tensor
 
 
 def check_lengths(lengths, batch_size: int, max_length: int) -> Tensor:
-    """``lengths`` as a CPU int64 tensor (B,), after checking that 1 ≤ length ≤ T for each."""
+    """``lengths`` as a CPU int64 tensor (B,), after checking that 1 ≤ length ≤ T for each (in eager
+    calls; under torch.compile/export only its type and shape are checked)."""
     if isinstance(lengths, Tensor):
         if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
             raise TypeError(f"lengths must hold integers, got a tensor of dtype {lengths.dtype}")
@@ -25,6 +26,8 @@ def check_lengths(lengths, batch_size: int, max_length: int) -> Tensor:
     if lengths.dim() != 1 or lengths.numel() != batch_size:
         raise ValueError(f"lengths must have shape ({batch_size},) (one length per sequence in the "
                          f"batch), got shape {tuple(lengths.shape)}")
+    if torch.compiler.is_compiling():   # the values are data, which a traced graph cannot branch on
+        return lengths
     if batch_size and int(lengths.min()) < 1:
         raise ValueError(f"lengths must be at least 1, got {lengths.tolist()} "
                          f"(smallest {int(lengths.min())})")

@@ -108,8 +108,9 @@ def reference_loop(cell: RecurrentCell, p: Params, u: Tensor, state: State, vali
 def _project(cell: RecurrentCell, p: Params, x: Tensor, valid: Tensor | None) -> Tensor:
     """The input projection of every step, computed only for the steps inside each sequence when
     some are padding (rows past an end are zero: no step reads them), so that padding costs
-    neither the forward product nor the weight gradient's."""
-    if valid is None:
+    neither the forward product nor the weight gradient's. Under torch.compile/export every row is
+    projected: how many rows are inside is data, and a graph's shapes cannot depend on it."""
+    if valid is None or torch.compiler.is_compiling():
         return cell.project_input(p, x)                                         # (T, B, G)
     T, B = valid.shape
     index = valid.reshape(-1).nonzero().squeeze(1)                              # (N,) valid rows

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
@@ -46,8 +47,8 @@ def read_input(x, lengths, input_size: int, batch_first: bool) -> SequenceBatch:
         raise ValueError(f"input must have at least one time step, got shape {tuple(x.shape)}")
     if lengths is not None:
         lengths = check_lengths(lengths, B, T)
-        if bool((lengths == T).all()):
-            lengths = None
+        if not torch.compiler.is_compiling() and bool((lengths == T).all()):
+            lengths = None             # a full batch runs unmasked (a traced graph keeps the masked form)
     return SequenceBatch(x, lengths, batched, None)
 
 
