@@ -20,6 +20,8 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from .contract import CellContractError, check_parameter_shapes, describe
+
 State = tuple[Tensor, ...]
 Params = Mapping[str, Tensor]
 
@@ -51,9 +53,20 @@ class RecurrentCell(nn.Module):
 
     def _build(self) -> None:
         """Create the cell's own parameters; subclasses call this at the end of ``__init__``."""
+        if "_own_parameters" not in self.__dict__:
+            raise CellContractError(f"{describe(type(self))}: self._build() ran before RecurrentCell.__init__; "
+                                    "start __init__ with super().__init__(input_size, hidden_size, "
+                                    "own_parameters=own_parameters, device=device, dtype=dtype)")
+        try:
+            shapes = self.parameter_shapes()
+        except AttributeError as error:
+            raise CellContractError(f"{describe(type(self))}: parameter_shapes() failed in self._build() "
+                                    f"({error}); call self._build() last in __init__, after setting what "
+                                    "parameter_shapes() reads") from error
+        check_parameter_shapes(self, shapes)
         if not self._own_parameters:
             return
-        for name, shape in self.parameter_shapes().items():
+        for name, shape in shapes.items():
             tensor = torch.empty(shape, **self._factory)
             if name in self.fixed_parameters:
                 self.register_buffer(name, tensor)

@@ -48,7 +48,8 @@ POSITIVE_INT, POSITIVE_FLOAT = click.IntRange(min=1), click.FloatRange(min=0, mi
 @click.option("--dev", "dev_path", metavar="FILE", help="Dev data: selects the best checkpoint, stops early.")
 @click.option("--out", metavar="DIR", help="The run directory: checkpoints, train.csv, eval.csv, curves.png.")
 @click.option("--cell", help="A registered cell: elman, jordan, residual, lstm, gru, indrnn, mingru, "
-              "minlstm, esn. [default: lstm]")
+              "minlstm, esn; an installed package's (entry point rnnkit.cells); or your own as "
+              "package.module:ClassName (docs/custom-cells.md). [default: lstm]")
 @click.option("--variant", help="The cell's variant (lstm: vanilla, cifg, nfg, ...; gru: standard, original).")
 @click.option("--hidden", type=POSITIVE_INT, help="Hidden size of every recurrent layer. [default: 128]")
 @click.option("--layers", type=POSITIVE_INT, help="Stacked recurrent layers. [default: 1]")

@@ -30,12 +30,13 @@ from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
 from torch import nn
 
+from ..cells import resolve as resolve_cell
 from ..data.vocab import Vocabulary
 from ..train.task import Task
 
 # Model options every recipe understands (the command's --cell, --variant, --hidden, ...).
 COMMON_MODEL_DEFAULTS: dict[str, Any] = {
-    "cell": "lstm",            # a registered cell name (rnnkit.cells.available())
+    "cell": "lstm",            # a cell: a registered name, package.module:ClassName (rnnkit.cells.resolve)
     "variant": None,           # the cell's variant (lstm: vanilla, cifg, ...; gru: standard, original)
     "hidden": 128,             # hidden size of every recurrent layer
     "layers": 1,               # stacked recurrent layers
@@ -111,7 +112,11 @@ def resolve_options(given: dict[str, Any] | None, defaults: dict[str, Any], what
 
 
 def model_options_for(recipe: Recipe, given: dict[str, Any] | None) -> dict[str, Any]:
-    return resolve_options(given, {**COMMON_MODEL_DEFAULTS, **recipe.model_defaults}, f"{recipe.name} model")
+    """The recipe's model options; an unknown cell, or a package.module:ClassName that does not
+    import, fails here, before any data is read (the text itself is what the run saves)."""
+    options = resolve_options(given, {**COMMON_MODEL_DEFAULTS, **recipe.model_defaults}, f"{recipe.name} model")
+    resolve_cell(options["cell"])
+    return options
 
 
 def data_options_for(recipe: Recipe, given: dict[str, Any] | None) -> dict[str, Any]:

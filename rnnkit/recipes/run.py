@@ -3,7 +3,8 @@
 A trained model lives in a run directory (``--out``): ``checkpoints/step-N/`` (safetensors weights,
 the recipe's state as JSON (options, vocabularies), a SHA-256 manifest; ``rnnkit.train.checkpoint``),
 ``checkpoints/best.json``, ``train.csv``, ``eval.csv``, ``curves.png``. ``load_run`` rebuilds the model
-from the best checkpoint (the last one where there was no dev set) without executing anything read.
+from the best checkpoint (the last one where there was no dev set) without executing anything read,
+except that a run trained with ``--cell package.module:ClassName`` imports that module again.
 """
 from __future__ import annotations
 
