@@ -87,36 +87,6 @@ def test_compiled_loop_passes_gradcheck(name, variant):
     assert torch.autograd.gradcheck(outputs, [t.requires_grad_() for t in inputs])
 
 
-def test_the_compiled_loop_is_what_auto_runs_and_only_where_it_applies(monkeypatch):
-    calls = []
-
-    def counting(real):
-        def run(*args):
-            calls.append(args[0].variant)
-            return real(*args)
-        return run
-
-    monkeypatch.setattr(fused, "_LOOPS", [(fused.LSTMCell, fused._lstm_applies, counting(fused.run_fused_lstm)),
-                                          (fused.GRUCell, fused._gru_applies, counting(fused.run_fused_gru))])
-    x = torch.randn(4, 2, 3)
-    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla")(x)
-    rnnkit.Recurrent("lstm", 3, 5, variant="fgr")(x)
-    rnnkit.Recurrent("gru", 3, 5)(x)                          # before torch's GRU on the CPU
-    rnnkit.GRU(3, 5, num_layers=2)(x)
-    rnnkit.Recurrent("lstm", 3, 5)(x)                         # torch's oneDNN LSTM stays first ...
-    rnnkit.LSTM(3, 5)(x, lengths=torch.tensor([4, 2]))        # ... but not for packed batches
-    assert calls == ["vanilla", "fgr", "standard", "standard", "standard", "standard"]
-    calls.clear()
-    rnnkit.Recurrent("gru", 3, 5, layer_norm=True)(x)
-    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", backend="reference")(x)
-    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", proj_size=2)(x)
-    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", layer_norm=True)(x)
-    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", zoneout=0.1)(x)
-    rnnkit.Recurrent("lstm", 3, 5, variant="vanilla", bptt="autograd")(x)
-    rnnkit.Recurrent("gru", 3, 5, bptt="autograd")(x)
-    assert calls == [], "the compiled loop ran where it does not apply"
-
-
 def test_without_the_extension_auto_warns_once_and_gives_the_same_result(monkeypatch):
     fast, reference = _pair("vanilla", torch.float64, num_layers=1)
     x = torch.randn(6, 2, 3, dtype=torch.float64)
@@ -137,9 +107,10 @@ def test_compiled_minimal_scan_equals_the_python_scan_and_the_step(name, dtype, 
     g = torch.Generator().manual_seed(11)
     T, B, H = 9, 5, 11                                        # H not a multiple of the vector width
     torch.manual_seed(0)
-    layers = {mode: rnnkit.Recurrent(name, 3, H, num_layers=2, bidirectional=True, mode=mode, dtype=dtype)
-              for mode in ("scan", "sequential")}
-    layers["sequential"].load_state_dict(layers["scan"].state_dict())
+    layers = {path: rnnkit.Recurrent(name, 3, H, num_layers=2, bidirectional=True, backend=path, dtype=dtype)
+              for path in ("fused", "scan", "reference")}
+    layers["scan"].load_state_dict(layers["fused"].state_dict())
+    layers["reference"].load_state_dict(layers["fused"].state_dict())
     x = torch.randn(T, B, 3, dtype=dtype, generator=g)
     h0 = 2 * torch.randn(4, B, H, dtype=dtype, generator=g)   # negative initial values included
     lengths = torch.tensor([9, 1, 5, 9, 3])
@@ -152,13 +123,11 @@ def test_compiled_minimal_scan_equals_the_python_scan_and_the_step(name, dtype, 
         return (out, final, *torch.autograd.grad(loss, [xx, hh, *layer.parameters()]))
 
     calls = []
-    real = fused._FusedMinimal.apply
-    monkeypatch.setattr(fused._FusedMinimal, "apply", lambda *a: calls.append(1) or real(*a))
-    compiled = run(layers["scan"])
+    real = fused.minimal_scan
+    monkeypatch.setattr(fused, "minimal_scan", lambda *a: calls.append(1) or real(*a))
+    compiled = run(layers["fused"])
     assert len(calls) == 4, "the compiled scan did not run for every layer and direction"
-    monkeypatch.setattr(fused, "_kernels", None)
-    monkeypatch.setattr(fused, "_warned", True)
-    python_scan, step = run(layers["scan"]), run(layers["sequential"])
+    python_scan, step = run(layers["scan"]), run(layers["reference"])
     for a, b, c in zip(compiled, python_scan, step):
         torch.testing.assert_close(a, b, **TOLERANCE[dtype])
         torch.testing.assert_close(a, c, **TOLERANCE[dtype])
@@ -193,13 +162,13 @@ def test_saturated_gates_stay_finite_and_equal_the_reference(name, variant, dtyp
     """Pre-activations far past the range of exp (about ±88 in float32, ±709 in float64): every gate is
     0 or 1 to the last bit, and the compiled loops must say so, not NaN (their sigmoid once took the
     exp of −x uncapped, and Vectorized's exp past its range is NaN, not inf)."""
-    options = {"variant": variant} if variant else {"mode": "scan"}
+    options = {"variant": variant} if variant else {}
     torch.manual_seed(3)
     fast = rnnkit.Recurrent(name, 3, 9, dtype=dtype, **options)
     with torch.no_grad():
         for p in fast.parameters():
             p.normal_(0, 1.0)
-    reference_options = {"variant": variant, "backend": "reference"} if variant else {"mode": "sequential"}
+    reference_options = {"variant": variant, "backend": "reference"} if variant else {"backend": "reference"}
     reference = rnnkit.Recurrent(name, 3, 9, dtype=dtype, bptt="autograd", **reference_options)
     reference.load_state_dict(fast.state_dict())
     g = torch.Generator().manual_seed(5)
