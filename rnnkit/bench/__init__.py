@@ -6,7 +6,9 @@
 
 ``config`` (what to measure), ``subjects`` (layers, inputs, the timed functions), ``guard`` (fast
 path == reference loop before anything is timed), ``timing`` (the interleaved median timer),
-``suites`` (the sections), ``memory`` (peak memory of a step, one process each) and ``report``
+``suites`` (the sections), ``memory`` (peak memory of a step, one process each), ``comparisons``
+(which row a row is measured against: bf16 against float32, a layer option against the plain cell,
+a user's cell against the GRU), ``user_cell`` (a cell written as a user writes one) and ``report``
 (markdown tables and the generated document).
 """
 from __future__ import annotations

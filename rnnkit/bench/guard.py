@@ -9,6 +9,16 @@ weight, must agree within ``tolerance``, measured as
     error = max |fast − reference| / max(1, max |reference|)
 
 (absolute for values of order one, relative for large ones such as summed weight gradients).
+
+Both run in the mode they are in (training, for a training step) and, given a ``seed``, each from
+that random seed, so that layers which draw masks (zoneout, recurrent and input dropout) draw the same
+ones and the comparison stays exact.
+
+Some configurations amplify rounding: the LSTM with layer norm at its default initialisation is
+chaotic on random input, and over 200 steps the float32 reference loop itself ends 1e-1 away from the
+same loop in float64. No float32 computation can then be compared at full length. ``steps_float32_follows``
+finds how many leading steps the float32 reference stays within rounding of float64; the guard then
+compares over those steps (and says so) instead of refusing a path that only rounds differently.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ class Check:
     passed: bool
     error: float          # the largest error over the output and the gradients (nan if not run)
     reason: str = ""      # why it failed
+    scope: str = ""       # what was compared, when less than the whole input ("first 40 of 200 steps")
 
     @property
     def mark(self) -> str:
@@ -31,20 +42,24 @@ class Check:
 
     def describe(self) -> str:
         if self.passed:
-            return f"✓ fast == reference (max error {self.error:.1e})"
+            scope = (f" over the {self.scope}, where float32 rounding has not grown: the reference loop "
+                     "leaves float64's after them") if self.scope else ""
+            return f"✓ fast == reference (max error {self.error:.1e}{scope})"
         return f"✗ not timed: {self.reason}"
 
 
 def check_against_reference(fast: nn.Module, reference: nn.Module, run: Callable[[nn.Module], Tensor], *,
                             tolerance: float = 1e-4, gradients: bool = True,
-                            run_reference: Callable[[nn.Module], Tensor] | None = None) -> Check:
+                            run_reference: Callable[[nn.Module], Tensor] | None = None,
+                            seed: int | None = None) -> Check:
     """Compare ``run(fast)`` with ``run_reference(reference)`` (default ``run``; each returns the
     output tensor) and, with ``gradients``, the gradients of the output's sum with respect to every
-    trained parameter, by name."""
+    trained parameter, by name. With ``seed``, each run starts from that random seed (the caller's
+    random state is left as it was)."""
     try:
         with torch.set_grad_enabled(gradients):
-            results = [_output_and_gradients(fast, run, gradients),
-                       _output_and_gradients(reference, run_reference or run, gradients)]
+            results = [_output_and_gradients(fast, run, gradients, seed),
+                       _output_and_gradients(reference, run_reference or run, gradients, seed)]
     except Exception as error:                  # a fast path that raises is refused, with the reason
         return Check(False, float("nan"), f"raised {type(error).__name__}: {' '.join(str(error).split())}")
     (out, grads), (ref_out, ref_grads) = results
@@ -59,11 +74,25 @@ def check_against_reference(fast: nn.Module, reference: nn.Module, run: Callable
     return Check(True, errors[worst])
 
 
-def _output_and_gradients(module: nn.Module, run: Callable[[nn.Module], Tensor], gradients: bool):
+def steps_float32_follows(reference: nn.Module, exact: nn.Module, x: Tensor, tolerance: float) -> int:
+    """How many leading steps of x (T, B, I) the float32 ``reference`` computes within tolerance / 10
+    of ``exact``, the same layer in float64 (outputs compared step by step, absolutely: they are of
+    order one). T when it follows all the way."""
+    with torch.no_grad():
+        ours, truth = reference(x)[0], exact(x.double())[0]                    # (T, B, O) each
+    apart = (ours.double() - truth).abs().flatten(1).amax(1) > tolerance / 10  # (T,)
+    return int(apart.float().argmax()) if bool(apart.any()) else x.shape[0]
+
+
+def _output_and_gradients(module: nn.Module, run: Callable[[nn.Module], Tensor], gradients: bool,
+                          seed: int | None):
     named = {name: p for name, p in module.named_parameters() if p.requires_grad}
     for p in named.values():
         p.grad = None
-    output = run(module)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        output = run(module)
     if not gradients:
         return output.detach(), {}
     if not named:

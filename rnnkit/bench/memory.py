@@ -5,7 +5,8 @@ layers, inputs and allocator caches that a step could reuse without the process 
 size a fresh process (``peak_step_memory``) measures every subject in turn, and for each subject
 
 1. builds the layer (or torch.nn baseline) and the input x (T, B, I);
-2. runs one untimed training step, so that code, thread pools and per-thread heaps are in place;
+2. runs one untimed training step, so that code, thread pools and per-thread heaps are in place
+   (and the generated path's loop is compiled);
 3. sets the gradients to None, collects garbage, returns all free heap pages to the system (glibc
    ``malloc_trim``), reads the resident size (VmRSS) and resets the kernel's peak-resident-size mark
    to it (``/proc/self/clear_refs``, Linux);
@@ -70,13 +71,15 @@ def _measure(subject: str, size_text: str, seed: int) -> int:
     from .subjects import BASELINES, CellSpec, build_baseline, random_input, training_step
 
     size = Size.parse(size_text)
+    x = random_input(size.T, size.B, size.I, seed=seed)                        # (T, B, I)
     if subject in BASELINES:
         module = build_baseline(subject, size.I, size.H, seed=seed)
+        step = training_step(module, x)
     else:
-        module = CellSpec.parse(subject).build(size.I, size.H, seed=seed)
-    x = random_input(size.T, size.B, size.I, seed=seed)                        # (T, B, I)
-    step = training_step(module, x)
-    step()                                          # load code, thread pools and arenas
+        spec = CellSpec.parse(subject)
+        module = spec.build(size.I, size.H, seed=seed)
+        step = training_step(module, x, precision=spec.precision)
+    step()                                          # load code, thread pools and arenas; compile
     growth = [_peak_growth(step, module) for _ in range(MEASURED_STEPS)]
     del step, module, x
     gc.collect()

@@ -1,14 +1,17 @@
 """Tables of a benchmark run, as markdown, and the generated document ``docs/performance.md``.
 
 Ratios are "× nn.LSTM" = nn.LSTM's time / the subject's time for the same work in the same rounds
-(> 1: faster than torch.nn.LSTM). Every figure is the best round's median (``rnnkit.bench.timing``).
+(> 1: faster than torch.nn.LSTM); "time ÷ base row" is the other way round, the row's time / the
+time of the row it builds on (``rnnkit.bench.comparisons``; < 1: faster). Every figure is the best
+round's median (``rnnkit.bench.timing``).
 """
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-from .config import SCAN_TARGET
+from .comparisons import compared, comparison_of
+from .config import SCAN_TARGET, TIME_TARGET, USER_CELL
 from .memory import METHOD as MEMORY_METHOD
 from .suites import Measurement, Results
 
@@ -67,9 +70,26 @@ def render_document(results: Results, command: str) -> str:
         f"- CPU, float32, `torch.set_num_threads({config.threads})`, one process; inputs x ~ N(0, 1) of "
         "shape (T, B, I), sequence-first; weights from each layer's default initialisation (seeded).",
         "- rnnkit layers are `rnnkit.Recurrent(name, I, H, **options)` with the default `backend=\"auto\"`; "
-        "a cell spec `lstm:cifg` means `variant=\"cifg\"` (as in `rnnkit diagnose`).",
+        "a cell spec `lstm:cifg` means `variant=\"cifg\"` (as in `rnnkit diagnose`); `lstm:zoneout=0.1` "
+        "and `lstm:recurrent_dropout=0.25` are options of the layer, `lstm:layer_norm=true` of the cell. "
+        "The path column is the dispatcher's choice for the step (`rnnkit.engine.explain`).",
+        f"- `{USER_CELL}` is a cell written as a user writes one (rnnkit/bench/user_cell.py, the public "
+        "`RecurrentCell` contract, not registered), named as a user names it; it has an update gate and a "
+        "candidate, less arithmetic than the GRU, and the dispatcher runs it on the generated path (its "
+        "`step` compiled by torch.compile).",
+        "- `+bf16`: the forward pass under `torch.autocast(\"cpu\", dtype=torch.bfloat16)` (float32 "
+        "weights and input; the backward outside autocast, as in mixed-precision training).",
         "- A training step is the forward pass and the backward of `output.sum()`, with gradients to "
-        "every weight (not to x), reset to None before each step.",
+        "every weight (not to x), reset to None before each step, in training mode: every call draws new "
+        "zoneout and dropout masks.",
+        "- Each training row's first call runs before the guard and the timing, and is timed on its own; on "
+        "the generated path it compiles the loop (torch.compile, for each cell, options and size; "
+        "Inductor's on-disk cache shortens a rerun). The compile time given under each table is that first "
+        "call's time minus the steady state's (the best round's median); no timed call includes it.",
+        f"- \"time ÷ base row\": the row's time / the time of the row it builds on, in the same rounds "
+        f"(< 1 is faster): the user-defined cell against `gru:standard` (target ≤ {TIME_TARGET:g}×), a layer "
+        f"option or layer norm against the same cell without it (`lstm:standard`, torch's kernel; target "
+        f"≤ {TIME_TARGET:g}×), `+bf16` against the same row in float32.",
         f"- Timing: in each of {timer.rounds} rounds every subject of a table is timed in turn "
         f"(round-robin, the starting subject rotating): {timer.warmup} untimed warm-up call(s), then at "
         f"least {timer.min_reps} timed calls and {timer.min_time:g} s (at most {timer.max_reps}); the "
@@ -84,6 +104,22 @@ def render_document(results: Results, command: str) -> str:
         f"{config.tolerance:.0e} (max |fast − reference| / max(1, max |reference|)); streaming compares "
         "the step-by-step outputs with the reference's whole-sequence output. ✓ marks a pass with "
         "its largest error; a configuration that fails is listed with the reason and never timed.",
+        "- The guard of a training step runs both layers in training mode from the same random seed: rows "
+        "with zoneout or dropout draw the same masks in both (the layer draws the dropout masks before "
+        "either path runs; the generated loop and the reference loop draw zoneout's per-step masks in the "
+        "same order), so the check is exact for them too. A `+bf16` row is checked against the reference "
+        f"loop under the same autocast, within {config.bf16_tolerance:.0e}: five times bfloat16's relative "
+        "rounding 2^-8 ≈ 3.9e-3, as the paths round in different places (torch's LSTM kernel runs its "
+        "recurrence in bfloat16, rnnkit's paths in float32) and outputs are rounded to bfloat16; a wrong "
+        "equation differs by 1e-1 or more.",
+        "- Some configurations amplify rounding: the LSTM with layer norm at its default initialisation is "
+        "chaotic on this input, and over 200 steps the float32 reference loop itself ends 1e-1 from the same "
+        "loop in float64, so no float32 path can be compared at full length. When a float32 row without "
+        "masks fails the guard, the reference loop is run in float64 as well; if the float32 reference "
+        "leaves it (by more than a tenth of the tolerance) before the last step, the guard compares over "
+        "the steps before that, and the check column says so (\"first 24 of 100 steps\").",
+        "- Streaming leaves out the rows with layer options and the `+bf16` rows: at inference dropout is "
+        "off and zoneout is its expectation.",
         f"- Memory: {MEMORY_METHOD}.",
         "- Host load: the load averages in the table above were read when the run began and ended. "
         f"Above {config.threads} (the thread count), other processes were competing for the cores; "
@@ -101,22 +137,51 @@ def write_markdown(path, results: Results, command: str) -> None:
 def _train_table(size, rows: list[Measurement], memory: dict) -> str:
     lstm, gru = _time_of(rows, "nn.LSTM", "train"), _time_of(rows, "nn.GRU", "train")
     show_memory = bool(memory)
-    header = ["cell", "check", "tokens/s", "ms (best / worst round)", "× nn.LSTM", "× nn.GRU"]
+    bases = {m.subject: _base_ratio(m, rows) for m in rows}
+    show_base = any(bases.values())
+    header = ["cell", "path", "check", "tokens/s", "ms (best / worst round)", "× nn.LSTM", "× nn.GRU"]
+    header += ["time ÷ base row"] if show_base else []
     header += ["peak MiB"] if show_memory else []
-    lines = [f"### {size.label}\n", _row(header), _row(["---", "---"] + ["---:"] * (len(header) - 2))]
+    lines = [f"### {size.label}\n", _row(header), _row(["---", "---", "---"] + ["---:"] * (len(header) - 3))]
     for m in rows:
         t = m.timings.get("train")
-        cells = [_name(m), _check(m)]
+        cells = [_name(m), m.path or ("torch" if m.check is None else "—"), _check(m)]
         if t is None:
             cells += ["—"] * 4
         else:
             cells += [_tokens(size.B * size.T / t.best), f"{_num(t.best * 1e3)} / {_num(t.worst * 1e3)}",
                       _ratio(lstm, t.best), _ratio(gru, t.best)]
+        if show_base:
+            cells.append(bases[m.subject])
         if show_memory:        # a step that failed the guard computes something else: no figure
             cells.append(_memory_cell(memory.get((m.subject, size))) if m.check is None or m.check.passed
                          else "—")
         lines.append(_row(cells))
-    return "\n".join(lines) + "\n"
+    compiled = [f"{m.subject} {m.compile_seconds:.1f} s" for m in rows
+                if m.path == "generated" and m.compile_seconds is not None]
+    note = ("\nCompile time of the generated path (first call − steady state): " + ", ".join(compiled) + "\n"
+            if compiled else "")
+    return "\n".join(lines) + "\n" + note
+
+
+def _base_ratio(m: Measurement, rows: list[Measurement]) -> str:
+    """"1.21× lstm:standard, target ≤ 1.5×: met" for a row compared with the row it builds on
+    (``rnnkit.bench.comparisons``); "" for the others."""
+    if m.spec is None:
+        return ""
+    comparison = comparison_of(m.spec, [r.spec for r in rows if r.spec is not None])
+    if comparison is None:
+        return ""
+    if comparison.base is None:
+        return f"— ({comparison.wanted} is not in this run)"
+    base = _time_of(rows, comparison.base.text, "train")
+    if base is None or "train" not in m.timings:
+        return "—"
+    ratio = m.timings["train"].best / base
+    text = f"{ratio:.2f}× {comparison.base.text}"
+    if comparison.target is not None:
+        text += f", target ≤ {comparison.target:g}×: {'met' if ratio <= comparison.target else 'not met'}"
+    return text
 
 
 def _memory_table(size, rows: list[Measurement]) -> str:
@@ -184,6 +249,9 @@ def _summary(results: Results) -> str:
                   "  - LSTM variants: " + _range_of(rows, "train", "nn.LSTM", family="lstm"),
                   "  - GRU variants: " + _range_of(rows, "train", "nn.GRU", family="gru"),
                   "  - all cells: " + _range_of(rows, "train", "nn.LSTM")]
+        bases = [f"{m.subject} {text}" for m in rows if m.timed and (text := _base_ratio(m, rows))]
+        if bases:
+            lines.append("  - time ÷ base row: " + "; ".join(bases))
     for size, rows in _group(sections.get("lengths", [])).items():
         ratios = [f"{_lengths_name(m)} {m.timings['spread'].best / m.timings['plain'].best:.2f}"
                   for m in rows if m.timed]
@@ -209,11 +277,11 @@ def _summary(results: Results) -> str:
 
 
 def _range_of(rows: list[Measurement], mode: str, baseline: str, family: str | None = None) -> str:
-    """"0.17× (lstm:fgr) to 3.24× (indrnn) of nn.LSTM, median 0.85× over 18" for the timed rnnkit
-    rows (of one cell ``family`` when given)."""
+    """"0.17× (lstm:fgr) to 3.24× (indrnn) of nn.LSTM, median 0.85× over 18" for the timed rows of
+    rnnkit's cells in float32 without layer options (of one cell ``family`` when given)."""
     base = _time_of(rows, baseline, mode)
     ours = [(base / m.timings[mode].best, m.subject) for m in rows
-            if m.check is not None and mode in m.timings and (family is None or m.subject.split(":")[0] == family)]
+            if _plain(m) and mode in m.timings and (family is None or m.spec.name == family)]
     if not ours or not base:
         return "none timed"
     (slowest, slow_name), (fastest, fast_name) = min(ours), max(ours)
@@ -232,6 +300,11 @@ def _group(rows: list[Measurement]) -> dict:
     return groups
 
 
+def _plain(m: Measurement) -> bool:
+    """A row of one of rnnkit's cells in float32, compared with torch.nn only: the rows of the ranges."""
+    return m.spec is not None and not compared(m.spec)
+
+
 def _by_key(rows: list[Measurement]) -> dict:
     return {(m.subject, m.size): m for m in rows}
 
@@ -248,7 +321,11 @@ def _row(cells) -> str:
 
 
 def _name(m: Measurement) -> str:
-    return f"**{m.subject}**" if m.check is None else m.subject
+    if m.check is None:
+        return f"**{m.subject}**"
+    if m.spec is not None and m.spec.user_defined:
+        return f"{m.subject} — user-defined cell" + (f" ({m.path} path)" if m.path else "")
+    return m.subject
 
 
 def _lengths_name(m: Measurement) -> str:
@@ -258,7 +335,9 @@ def _lengths_name(m: Measurement) -> str:
 def _check(m: Measurement) -> str:
     if m.check is None:
         return "torch"
-    return f"✓ {m.check.error:.0e}" if m.check.passed else f"✗ not timed: {m.check.reason}"
+    if not m.check.passed:
+        return f"✗ not timed: {m.check.reason}"
+    return f"✓ {m.check.error:.0e}, {m.check.scope}" if m.check.scope else f"✓ {m.check.error:.0e}"
 
 
 def _ratio(baseline: float | None, time: float) -> str:

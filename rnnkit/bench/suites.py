@@ -1,12 +1,15 @@
 """The sections of the speed benchmark: what each measures, against what, after which check.
 
-* ``train``: a training step (forward, backward of ``output.sum()``) of every cell spec through
-  ``Recurrent(name, I, H, **options)`` (``backend="auto"``) and of torch.nn.LSTM / torch.nn.GRU of
-  the same size, at every size.
+* ``train``: a training step (forward, backward of ``output.sum()``, in training mode) of every cell
+  spec through ``Recurrent(name, I, H, **options)`` (``backend="auto"``; ``+bf16`` under bfloat16
+  autocast) and of torch.nn.LSTM / torch.nn.GRU of the same size, at every size. Each row records
+  the path the dispatcher took and the time of its first call, made before the guard and the timing
+  (on the generated path that call compiles the loop, so that no timed call includes the compile).
 * ``lengths``: the same step on a batch whose lengths are spread from 1 to T, against the same
   batch at full length (``LENGTHS_CELLS`` with ``lengths=``, nn.LSTM on a PackedSequence).
 * ``scan``: minGRU / minLSTM training on one long sequence batch (``BenchConfig.scan_size``).
-* ``streaming``: batch-1 inference one step at a time, the state carried.
+* ``streaming``: batch-1 inference one step at a time, the state carried; of the plain float32
+  specs (at inference, layer options are off or in expectation, and ``+bf16`` is a training row).
 * ``memory``: peak memory of a training step (``rnnkit.bench.memory``), measured first, in child
   processes, before anything is timed.
 
@@ -19,13 +22,14 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 
 from .config import LENGTHS_CELLS, SCAN_CELLS, BenchConfig, Size
-from .guard import Check, check_against_reference
+from .guard import Check, check_against_reference, steps_float32_follows
 from .machine import environment, load_average
 from .memory import peak_step_memory
 from .subjects import (BASELINES, CellSpec, build_baseline, output_of, random_input, spread_lengths,
@@ -44,10 +48,21 @@ class Measurement:
     timings: dict[str, Timing] = field(default_factory=dict)    # by mode; empty when not timed
     peak_bytes: int | None = None                               # memory section
     note: str = ""                                              # why a figure is missing
+    spec: CellSpec | None = None                                # None for the torch.nn baselines
+    path: str = ""                                              # the dispatcher's path (train)
+    first_call: float | None = None                             # seconds of the first training step
 
     @property
     def timed(self) -> bool:
         return bool(self.timings)
+
+    @property
+    def compile_seconds(self) -> float | None:
+        """The first call's time beyond the steady state (best round's median): on the generated
+        path, torch.compile's work."""
+        if self.first_call is None or "train" not in self.timings:
+            return None
+        return self.first_call - self.timings["train"].best
 
 
 @dataclass
@@ -99,8 +114,8 @@ def train_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> lis
     for size in config.sizes:
         echo(f"training step, {size.label}")
         x = random_input(size.T, size.B, size.I, seed=config.seed)               # (T, B, I)
-        rows, subjects = _guarded(config, specs, size, echo, lambda layer: training_step(layer, x),
-                                  _training_check(config, x))
+        rows, subjects = _guarded(config, specs, size, echo, _training_steps(x), _training_check(config, x),
+                                  first_call=_first_call(x))
         for name in BASELINES:
             rows.append(Measurement(name, size))
             subjects[name] = training_step(build_baseline(name, size.I, size.H, seed=config.seed), x)
@@ -119,9 +134,10 @@ def lengths_section(config: BenchConfig, _specs, echo: Echo) -> list[Measurement
         spread = spread_lengths(size.B, size.T, seed=config.seed)               # (B,)
         runs = {"plain": None, "full": full, "spread": spread}
 
-        def steps(module):
-            return {mode: training_step(module, x, lengths) for mode, lengths in runs.items()}
-        rows, subjects = _guarded(config, specs, size, echo, steps, _training_check(config, x, spread))
+        def steps(module, precision=nullcontext):
+            return {mode: training_step(module, x, lengths, precision=precision) for mode, lengths in runs.items()}
+        rows, subjects = _guarded(config, specs, size, echo, lambda spec, layer: steps(layer, spec.precision),
+                                  _training_check(config, x, spread))
         rows.append(Measurement("nn.LSTM", size))
         subjects["nn.LSTM"] = steps(build_baseline("nn.LSTM", size.I, size.H, seed=config.seed))
         _time(config, subjects, rows, echo)
@@ -134,8 +150,7 @@ def scan_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> list
     size = config.scan_size
     echo(f"long sequences, {size.label}")
     x = random_input(size.T, size.B, size.I, seed=config.seed)                   # (T, B, I)
-    rows, subjects = _guarded(config, chosen, size, echo, lambda layer: training_step(layer, x),
-                              _training_check(config, x))
+    rows, subjects = _guarded(config, chosen, size, echo, _training_steps(x), _training_check(config, x))
     rows.append(Measurement("nn.LSTM", size))
     subjects["nn.LSTM"] = training_step(build_baseline("nn.LSTM", size.I, size.H, seed=config.seed), x)
     _time(config, subjects, rows, echo, mode="train")
@@ -143,6 +158,10 @@ def scan_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> list
 
 
 def streaming_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) -> list[Measurement]:
+    left_out = [s.text for s in specs if s.training_only]
+    if left_out:
+        echo(f"streaming leaves out the training rows {', '.join(left_out)}")
+    specs = [s for s in specs if not s.training_only]
     measured = []
     for I, H in dict.fromkeys((s.I, s.H) for s in config.sizes):
         size = Size(1, config.streaming_steps, I, H)
@@ -155,7 +174,8 @@ def streaming_section(config: BenchConfig, specs: list[CellSpec], echo: Echo) ->
             return check_against_reference(layer, reference, lambda m: streamed_outputs(m, x),
                                            run_reference=lambda m: output_of(m, x),
                                            tolerance=config.tolerance, gradients=False)
-        rows, subjects = _guarded(config, specs, size, echo, lambda layer: streaming_loop(layer.eval(), x), check)
+        rows, subjects = _guarded(config, specs, size, echo, lambda _, layer: streaming_loop(layer.eval(), x),
+                                  check)
         for name in BASELINES:
             rows.append(Measurement(name, size))
             subjects[name] = streaming_loop(build_baseline(name, I, H, seed=config.seed).eval(), x)
@@ -186,30 +206,74 @@ SECTIONS = {"train": train_section, "lengths": lengths_section, "scan": scan_sec
 
 # ------------------------------------------------------------------------------------------------
 def _guarded(config: BenchConfig, specs: list[CellSpec], size: Size, echo: Echo, make_subject,
-             check) -> tuple[list[Measurement], dict]:
-    """Build each spec's layer, run ``check(spec, layer)``; only those that pass get a subject
-    (``make_subject(layer)``: a function, or a dict of them by mode)."""
+             check, first_call=None) -> tuple[list[Measurement], dict]:
+    """Build each spec's layer, call ``first_call(spec, layer, row)`` when given, run
+    ``check(spec, layer)``; only those that pass get a subject (``make_subject(spec, layer)``: a
+    function, or a dict of them by mode)."""
     rows, subjects = [], {}
     for spec in specs:
         layer = spec.build(size.I, size.H, seed=config.seed)
+        row = Measurement(spec.text, size, spec=spec)
+        if first_call is not None:
+            first_call(spec, layer, row)
         try:
-            verdict = check(spec, layer)
+            row.check = check(spec, layer)
         except Exception as error:                  # e.g. the reference twin cannot be built
-            verdict = Check(False, float("nan"), f"check raised {type(error).__name__}: "
-                                                 f"{' '.join(str(error).split())}")
-        echo(f"  {spec.text:<14} {verdict.describe()}")
-        rows.append(Measurement(spec.text, size, verdict))
-        if verdict.passed:
-            subjects[spec.text] = make_subject(layer)
+            row.check = Check(False, float("nan"), f"check raised {type(error).__name__}: "
+                                                   f"{' '.join(str(error).split())}")
+        path = f" [{row.path}]" if row.path else ""
+        echo(f"  {spec.text:<14}{path} {row.check.describe()}")
+        rows.append(row)
+        if row.check.passed:
+            subjects[spec.text] = make_subject(spec, layer)
     return rows, subjects
+
+
+def _training_steps(x):
+    """``make_subject(spec, layer)``: a training step on x (T, B, I) in the spec's precision."""
+    return lambda spec, layer: training_step(layer, x, precision=spec.precision)
+
+
+def _first_call(x):
+    """``first_call(spec, layer, row)``: record the dispatcher's path for a training step on x and
+    time that step's first call (on the generated path, it compiles). A call that raises is left to
+    the guard, which runs the same step and reports why."""
+    def first_call(spec: CellSpec, layer, row: Measurement) -> None:
+        row.path = spec.path(layer, x)
+        step = training_step(layer, x, precision=spec.precision)
+        began = time.perf_counter()
+        try:
+            step()
+        except Exception:                           # noqa: BLE001 - the guard reports it
+            return
+        row.first_call = time.perf_counter() - began
+    return first_call
 
 
 def _training_check(config: BenchConfig, x, lengths=None):
     """``check(spec, layer)``: the layer's output on x (T, B, I) and its weight gradients against
-    the reference twin's."""
+    the reference twin's, both in training mode from the same random seed (so that zoneout and
+    dropout draw the same masks), in the spec's precision (``+bf16``: the twin under the same
+    autocast, within ``config.bf16_tolerance``). A float32 configuration without masks or lengths
+    that fails is compared again over the steps where float32 rounding has not yet grown
+    (``steps_float32_follows``), when the reference loop itself leaves float64 before the end."""
     def check(spec: CellSpec, layer) -> Check:
-        return check_against_reference(layer, spec.reference_twin(layer), lambda m: output_of(m, x, lengths),
-                                       tolerance=config.tolerance)
+        tolerance = config.tolerance if spec.autocast is None else config.bf16_tolerance
+        twin = spec.reference_twin(layer)
+
+        def compare(x_) -> Check:
+            return check_against_reference(layer, twin, lambda m: output_of(m, x_, lengths, precision=spec.precision),
+                                           tolerance=tolerance, seed=config.seed)
+        verdict = compare(x)
+        if verdict.passed or spec.training_only or lengths is not None:
+            return verdict
+        T, steps = x.shape[0], steps_float32_follows(twin, spec.reference_twin(layer, torch.float64), x, tolerance)
+        if steps == T:                              # float32 follows float64: the difference is the path's
+            return verdict
+        if steps < 2:
+            return replace(verdict, reason=f"{verdict.reason}; the reference loop itself leaves float64's by "
+                                           f"more than {tolerance / 10:.0e} from step {steps + 1}")
+        return replace(compare(x[:steps]), scope=f"first {steps} of {T} steps")
     return check
 
 

@@ -3,10 +3,13 @@ random input, and the decay of the gradient printed as a table.
 
 A cell spec is ``NAME[:OPTION]...[@RADIUS]``:
 
-* ``NAME`` is a registered cell (``rnnkit.cells.available()``);
+* ``NAME`` is a registered cell (``rnnkit.cells.available()``) or a cell of one's own as
+  ``package.module:ClassName`` (``rnnkit.cells.resolve``);
 * each ``:OPTION`` is either ``key=value``, one of the cell's own options (``lstm:forget_bias=1``,
-  ``esn:leak_rate=0.3``), or a bare word, which is the cell's ``variant`` (``lstm:cifg``,
-  ``gru:original``) or, for a cell without variants, its ``nonlinearity`` (``elman:relu``);
+  ``esn:leak_rate=0.3``) or one of the layer options of ``LAYER_OPTIONS``, which ``rnnkit.Recurrent``
+  applies around any cell (``lstm:zoneout=0.1``, ``gru:recurrent_dropout=0.25``), or a bare word,
+  which is the cell's ``variant`` (``lstm:cifg``, ``gru:original``) or, for a cell without
+  variants, its ``nonlinearity`` (``elman:relu``);
 * ``@RADIUS`` rescales the recurrent matrix U (``weight_hh``, square) to that spectral radius
   (largest |eigenvalue|), e.g. ``elman@3``: the large weights with which an Elman network explodes.
 """
@@ -24,11 +27,15 @@ from .gates import gate_activity
 from .gradient_flow import GradientFlow, gradient_flow
 
 DEFAULT_DISTANCES = (1, 10, 50, 100, 200, 500, 1000, 2000, 5000)
+# Options of rnnkit.Recurrent (not of the cell) that a spec may set: the per-sequence and per-step
+# randomness of training, which the layer applies around any cell.
+LAYER_OPTIONS = ("input_dropout", "recurrent_dropout", "zoneout")
 
 
 def parse_cell_spec(spec: str) -> tuple[str, dict[str, object], float | None]:
     """``"elman:relu@3"`` -> ``("elman", {"nonlinearity": "relu"}, 3.0)``. Checks the cell name and
-    its options; raises ValueError with the reason."""
+    its options; raises ValueError with the reason. The options are the cell's and the layer's
+    (``LAYER_OPTIONS``) in one dict, as ``rnnkit.Recurrent(name, I, H, **options)`` takes them."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"a cell spec must be a non-empty string like 'lstm:cifg', got {spec!r}")
     body, radius = spec.strip(), None
@@ -42,7 +49,12 @@ def parse_cell_spec(spec: str) -> tuple[str, dict[str, object], float | None]:
         if not (math.isfinite(radius) and radius > 0):
             raise ValueError(f"cell spec {spec!r}: the spectral radius must be positive, got {radius_text}")
     name, *words = body.split(":")
-    accepted = cell_options(name)                   # raises "unknown cell ...; available cells: ..."
+    if "." in name and words:                       # package.module:ClassName, a cell of one's own
+        name, words = f"{name}:{words[0]}", words[1:]
+    try:
+        accepted = cell_options(name)               # raises "unknown cell ...; available cells: ..."
+    except TypeError as error:                      # a class that breaks the cell contract
+        raise ValueError(f"cell spec {spec!r}: {error}") from None
     options: dict[str, object] = {}
     for word in words:
         if "=" in word:
@@ -55,10 +67,11 @@ def parse_cell_spec(spec: str) -> tuple[str, dict[str, object], float | None]:
         else:
             raise ValueError(f"cell spec {spec!r}: cell {name!r} has no variant or nonlinearity for "
                              f"{word!r}; give its options as key=value ({', '.join(accepted)})")
-    unknown = sorted(set(options) - set(accepted))
+    unknown = sorted(set(options) - set(accepted) - set(LAYER_OPTIONS))
     if unknown:
         raise ValueError(f"cell spec {spec!r}: cell {name!r} has no option {', '.join(map(repr, unknown))}; "
-                         f"it takes: {', '.join(accepted) or 'no options'}")
+                         f"it takes: {', '.join(accepted) or 'no options'}; the layer takes: "
+                         f"{', '.join(LAYER_OPTIONS)}")
     return name, options, radius
 
 
