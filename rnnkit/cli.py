@@ -27,9 +27,11 @@ from .commands.errors import OneLineGroup, check_png_path, check_writable, user_
 from .commands.train import train_command
 from .commands.use import evaluate_command, generate_command, predict_command, translate_command
 
-CELL_SPEC_HELP = ("NAME[:OPTION]...[@RADIUS]: a registered cell; ':word' is its variant (lstm:cifg) "
-                  "or nonlinearity (elman:relu), ':key=value' any option (lstm:forget_bias=1); "
-                  "'@R' rescales the recurrent matrix to spectral radius R (elman@3 explodes).")
+CELL_SPEC_HELP = ("NAME[:OPTION]...[@RADIUS]: a registered cell or a cell of one's own "
+                  "(package.module:ClassName); ':word' is its variant (lstm:cifg) or nonlinearity "
+                  "(elman:relu), ':key=value' any option (lstm:forget_bias=1) or layer option "
+                  "(lstm:zoneout=0.1, :recurrent_dropout=R, :input_dropout=R); '@R' rescales the "
+                  "recurrent matrix to spectral radius R (elman@3 explodes).")
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,10 +159,12 @@ def gates_command(spec: str, length: int, hidden: int, input_size: int, seed: in
 def bench(quick: bool, sizes: str | None, cells: str | None, rounds: int | None, threads: int | None,
           sections: str | None, markdown: Path | None) -> None:
     """Time training steps, variable lengths, long minGRU/minLSTM sequences and streaming
-    inference of rnnkit's layers against torch.nn.LSTM and torch.nn.GRU (CPU, float32).
+    inference of rnnkit's layers against torch.nn.LSTM and torch.nn.GRU (CPU, float32; a spec
+    ending in '+bf16' runs under bfloat16 autocast). Each row names the path the dispatcher took.
 
-    Each configuration is first checked against the reference loop (same weights, within 1e-4);
-    one that differs is reported and not timed. Progress goes to stderr, the tables to stdout.
+    Each configuration is first checked against the reference loop (same weights and masks, within
+    1e-4; 2e-2 under bf16); one that differs is reported and not timed. Progress goes to stderr,
+    the tables to stdout.
 
     \b
     Example:
