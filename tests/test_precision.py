@@ -15,7 +15,7 @@ import torch
 import rnnkit
 from rnnkit.engine import explain
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "generated_path_without_inductor")
 
 TOLERANCE = dict(atol=6e-2, rtol=6e-2)
 CASES = [  # (cell, options, the path the dispatcher takes, as asserted); lengths send torch's cells to "fused"
@@ -29,14 +29,6 @@ CASES = [  # (cell, options, the path the dispatcher takes, as asserted); length
     ("indrnn", {}, "reference"),
     ("lstm", dict(variant="vanilla", zoneout=0.3), "generated"),             # evaluation: deterministic
 ]
-
-
-@pytest.fixture(autouse=True)
-def quick_generated_compiler(monkeypatch):
-    """The generated path's mechanism without Inductor's compile time (tests/test_generated.py runs
-    Inductor itself)."""
-    from rnnkit.engine import generated
-    monkeypatch.setattr(generated, "COMPILER", "aot_eager", raising=False)
 
 
 def _run(layer, x, lengths, state):
