@@ -3,8 +3,10 @@
 They take torch.nn's constructor arguments and call forms, keep its flat parameter names
 (``weight_ih_l0``, ``bias_hh_l1_reverse``, ``weight_hr_l0``, ...) so that ``load_state_dict`` works
 both ways, and compute with the same cells as ``rnnkit.Recurrent``. Every configuration of these
-modules is one torch's fused kernels computes, so ``backend="auto"`` runs that kernel; pass
-``backend="reference"`` to run rnnkit's own loop instead (the tests compare the two). They also
+modules is one torch's fused kernels computes, so ``backend="auto"`` runs that kernel where it is
+the fastest (the dispatcher, ``rnnkit.engine.dispatch``, sends the GRU and batches with ``lengths``
+on the CPU to rnnkit's compiled loop); any path can be named (``backend="reference"`` runs rnnkit's
+own Python loop; the tests compare them). They also
 accept rnnkit's ``lengths=`` and ``return_all_states=`` (for the LSTM's c_t at every step).
 """
 from __future__ import annotations
