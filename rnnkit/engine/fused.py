@@ -17,7 +17,9 @@ and runs the Python hand BPTT, which computes the same thing.
 
 Cells covered: ``lstm`` in every variant (``fgr`` with its extra per-step product), without ``proj_size`` or ``layer_norm``;
 ``gru`` in both variants, without ``layer_norm``; the scan of ``mingru`` and ``minlstm``
-(``minimal_scan``, the compiled form of ``rnnkit.engine.scan.gated_scan``).
+(``minimal_scan``, the compiled form of ``rnnkit.engine.scan.gated_scan``). The LSTM and GRU loops
+also take recurrent dropout (a mask per sequence on the state entering the recurrent product) and
+zoneout (masks drawn before the loop, ``draw_zoneout_masks``, in the reference loop's order).
 """
 from __future__ import annotations
 
@@ -89,6 +91,35 @@ def _warn_once() -> None:
         _warned = True
 
 
+# ----- recurrent dropout and zoneout -----------------------------------------------------------------
+def draw_zoneout_masks(state: State, T: int, rate: float) -> tuple[Tensor, ...]:
+    """Zoneout's keep-old indicators for T steps of training, one (T, B, S) float 0/1 tensor per state
+    tensor (Krueger et al. 2017: each unit keeps its previous value with probability ``rate``).
+
+    Drawn from the default generator in the order the reference loop draws them
+    (``rnnkit.engine.loop._zoneout``: per step t, per state tensor in state order,
+    ``torch.rand_like(s) < rate``), so that with the same seed both paths zone out the same units.
+    Torch's CPU ``rand`` fills a tensor from the generator element by element, so one draw of
+    (T, Σ B·S) is those T·len(state) draws laid end to end; each state's mask is a view of it."""
+    dtypes = {s.dtype for s in state}
+    if len(dtypes) > 1 or state[0].device.type != "cpu":       # not one draw: the reference's own loop
+        draws = [[torch.rand_like(s) < rate for s in state] for _ in range(T)]
+        return tuple(torch.stack(per_state).to(s.dtype) for per_state, s in zip(zip(*draws), state))
+    sizes = [s.numel() for s in state]                          # B·S of each state
+    keep = (torch.rand(T, sum(sizes), dtype=state[0].dtype) < rate).to(state[0].dtype)  # (T, Σ B·S)
+    return tuple(part.view(T, *s.shape) for part, s in zip(keep.split(sizes, dim=1), state))  # each (T, B, S)
+
+
+def _zoneout_arguments(order: _BatchOrder, state: State, T: int, zoneout: float, training: bool):
+    """The ops' zoneout arguments: the masks (T, B, S) per state in the loop's batch order (None
+    without zoneout or at evaluation) and the evaluation rate (0 in training or without)."""
+    if not zoneout:
+        return (None,) * len(state), 0.0
+    if not training:
+        return (None,) * len(state), float(zoneout)
+    return tuple(order.sort(m, 1) for m in draw_zoneout_masks(state, T, zoneout)), 0.0
+
+
 # ----- the LSTM family -----------------------------------------------------------------------------
 def lstm_layout(cell) -> tuple[list[int], bool, bool, bool]:
     """What the C++ loop needs to know of an LSTM cell's variant: the block of each of the gates i, f,
@@ -97,27 +128,42 @@ def lstm_layout(cell) -> tuple[list[int], bool, bool, bool]:
     return offsets, cell.variant == "cifg", cell.g_name == "identity", cell.h_name == "identity"
 
 
-def run_fused_lstm(cell, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State]:
+def run_fused_lstm(cell, p: Params, u: Tensor, state: State, valid: Tensor | None,
+                   recurrent_mask: Tensor | None = None, zoneout: float = 0.0,
+                   training: bool = False) -> tuple[Tensor, State]:
     """Outputs (T, B, H) and the final (h, c) ((h, c, ifo) for ``fgr``), through the compiled loop
-    (``rnnkit::lstm_family_forward``), with its backward."""
+    (``rnnkit::lstm_family_forward``), with its backward.
+
+    ``recurrent_mask`` (B, H): variational dropout on h_{t−1} in the recurrent product U h only (not
+    the peepholes, not fgr's W_gg product), as ``LSTMCell.step``. ``zoneout``: each state tensor keeps
+    its previous value with this probability per unit and step in ``training`` (masks drawn as
+    ``draw_zoneout_masks``), and is mixed in this proportion at evaluation; the output is the zoned h."""
     order = _BatchOrder(valid)
+    zoneout_masks, rate = _zoneout_arguments(order, state, u.shape[0], zoneout, training)
     sorted_state = [order.sort(s, 0) for s in state]                            # each (B, S)
-    ifo0 = sorted_state[2] if cell.variant == "fgr" else None
-    h_all, _, _, h, c, ifo = ops.call(
+    fgr = cell.variant == "fgr"
+    ifo0 = sorted_state[2] if fgr else None
+    h_all, _, _, h, c, ifo, _, _ = ops.call(
         ops.lstm_family_forward, order.sort(u, 1), sorted_state[0], sorted_state[1], p["weight_hh"],
         p.get("bias_hh"), *(p.get(f"peephole_{g}") for g in "ifo"), p.get("weight_gg"), ifo0,
-        _lengths(order, u), *lstm_layout(cell))
+        _lengths(order, u), *lstm_layout(cell), _sorted(order, recurrent_mask), zoneout_masks[0],
+        zoneout_masks[1], zoneout_masks[2] if fgr else None, rate)
     final = (h, c, ifo) if ifo0 is not None else (h, c)
     return order.unsort(h_all, 1), tuple(order.unsort(s, 0) for s in final)
 
 
 # ----- the GRU ---------------------------------------------------------------------------------------
-def run_fused_gru(cell, p: Params, u: Tensor, state: State, valid: Tensor | None) -> tuple[Tensor, State]:
+def run_fused_gru(cell, p: Params, u: Tensor, state: State, valid: Tensor | None,
+                  recurrent_mask: Tensor | None = None, zoneout: float = 0.0,
+                  training: bool = False) -> tuple[Tensor, State]:
     """Outputs (T, B, H) and the final (h,), through the compiled loop (``rnnkit::gru_forward``), with
-    its backward."""
+    its backward. ``recurrent_mask`` (B, H) multiplies h_{t−1} in every recurrent product (original:
+    in U_rz h and r ⊙ h), as ``GRUCell.step``; ``zoneout`` as in ``run_fused_lstm``."""
     order = _BatchOrder(valid)
+    (zoneout_h,), rate = _zoneout_arguments(order, state, u.shape[0], zoneout, training)
     h_all, _, _, h = ops.call(ops.gru_forward, order.sort(u, 1), order.sort(state[0], 0), p["weight_hh"],
-                           p.get("bias_hh"), _lengths(order, u), cell.variant == "original")
+                              p.get("bias_hh"), _lengths(order, u), cell.variant == "original",
+                              _sorted(order, recurrent_mask), zoneout_h, rate)
     return order.unsort(h_all, 1), (order.unsort(h, 0),)
 
 
@@ -137,6 +183,11 @@ def minimal_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None) -> Tensor | 
 def _lengths(order: _BatchOrder, u: Tensor) -> Tensor:
     """The sorted lengths (B,) the compiled LSTM/GRU loops take, or empty for a full batch."""
     return order.lengths if order.lengths is not None else _all_steps(u)
+
+
+def _sorted(order: _BatchOrder, recurrent_mask: Tensor | None) -> Tensor | None:
+    """The recurrent dropout mask (B, H) in the loop's batch order."""
+    return None if recurrent_mask is None else order.sort(recurrent_mask, 0)
 
 
 def _all_steps(u: Tensor) -> Tensor:
