@@ -57,8 +57,9 @@ R = rnnkit.Recurrent
     (lambda: R("lstm", 3, 5, variant="vanilla", proj_size=2), "reference"),
     (lambda: R("lstm", 3, 5, variant="vanilla", bptt="autograd"), "reference"),
     (lambda: R("lstm", 3, 5, variant="vanilla", layer_norm=True), "generated"),
-    (lambda: R("lstm", 3, 5, zoneout=0.1), "generated"),
-    (lambda: R("lstm", 3, 5, recurrent_dropout=0.2), "generated"),        # training mode
+    (lambda: R("lstm", 3, 5, zoneout=0.1), "fused"),                      # the C++ loops take the masks
+    (lambda: R("lstm", 3, 5, recurrent_dropout=0.2), "fused"),            # training mode
+    (lambda: R("jordan", 3, 5, zoneout=0.1), "generated"),
     (lambda: R("gru", 3, 5, layer_norm=True), "generated"),
     (lambda: R("jordan", 3, 5), "reference"),
     (lambda: R(GatedCell, 3, 5), "generated"),
@@ -119,8 +120,8 @@ def test_the_explained_path_is_the_one_that_runs(make, monkeypatch):
 
 def test_a_named_path_that_cannot_run_a_call_says_why():
     x = torch.randn(6, 2, 3)
-    with pytest.raises(ValueError, match="backend='fused' cannot run this call: the compiled loops have no zoneout"):
-        R("lstm", 3, 5, variant="vanilla", zoneout=0.1, backend="fused")(x)
+    with pytest.raises(ValueError, match="backend='fused' cannot run this call: the compiled scan has no zoneout"):
+        R("mingru", 3, 5, zoneout=0.1, backend="fused")(x)
     with pytest.raises(ValueError, match="backend='native' cannot run this call: torch's kernels have no "
                                          "recurrent dropout"):
         R("lstm", 3, 5, recurrent_dropout=0.1, backend="native")(x)

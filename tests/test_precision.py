@@ -27,7 +27,8 @@ CASES = [  # (cell, options, the path the dispatcher takes, as asserted); length
     ("minlstm", dict(backend="parallel_scan"), "parallel_scan"),
     ("jordan", {}, "reference"),
     ("indrnn", {}, "reference"),
-    ("lstm", dict(variant="vanilla", zoneout=0.3), "generated"),             # evaluation: deterministic
+    ("lstm", dict(variant="vanilla", zoneout=0.3), "fused"),                 # evaluation: deterministic
+    ("jordan", dict(zoneout=0.3), "generated"),
 ]
 
 

@@ -11,7 +11,8 @@ torch.export is tracing the call. The paths:
                    computes exactly: the standard LSTM (with ``proj_size``), the standard GRU and the
                    tanh/relu Elman network (``engine/native.py``)
 ``fused``          rnnkit's compiled C++ loops with their hand-derived backward: every LSTM variant,
-                   both GRUs, the minGRU/minLSTM scan; CPU, float32/float64 (``engine/fused.py``)
+                   both GRUs (with zoneout and recurrent dropout), the minGRU/minLSTM scan; CPU,
+                   float32/float64 (``engine/fused.py``, ``engine/ops.py``)
 ``generated``      any cell, a user's too: the cell's own ``step`` compiled by torch.compile (Inductor
                    writes C++ on the CPU, Triton on a GPU) inside the time loop (``engine/generated.py``)
 ``scan``           minGRU/minLSTM: all steps' coefficients at once, then the linear recurrence in
@@ -212,8 +213,8 @@ def _why_not(path: str, cell, layer, call: Call) -> str | None:
             return f"the compiled loops run on the CPU, not {call.device}"
         if call.dtype not in (torch.float32, torch.float64):
             return f"the compiled loops compute in float32/float64, not {call.dtype}"
-        if masks:
-            return f"the compiled loops have no {masks}"
+        if masks and type(cell) in SCANNED_CELLS:
+            return f"the compiled scan has no {masks}"
         if call.keep_states:
             return "the compiled loops do not return every step's state"
         if layer.bptt == "autograd":

@@ -12,8 +12,9 @@ trace through a layer that runs it: the sorting by length is ordinary torch ops 
 running rows are computed inside the ops' real implementations.
 
 The extension is built when the package is installed (``setup.py``). Where it is missing (a source
-checkout that was never built, a platform without a compiler at install time) the engine warns once
-and runs the Python hand BPTT, which computes the same thing.
+checkout that was never built, a platform without a compiler at install time) the dispatcher
+(``rnnkit.engine.dispatch``, which alone decides where these loops run) warns once and takes the
+next path, which computes the same thing.
 
 Cells covered: ``lstm`` in every variant (``fgr`` with its extra per-step product), without ``proj_size`` or ``layer_norm``;
 ``gru`` in both variants, without ``layer_norm``; the scan of ``mingru`` and ``minlstm``
@@ -28,9 +29,8 @@ import warnings
 import torch
 from torch import Tensor
 
-from ..cells.base import Params, RecurrentCell, State
-from ..cells.gru import GRUCell
-from ..cells.lstm import LSTMCell
+from ..cells.base import Params, State
+from ..cells.minimal import MinLSTMCell
 from . import ops
 from .bptt import _BatchOrder
 
@@ -48,37 +48,6 @@ def traceable() -> bool:
     """Whether torch.compile and torch.export can put the compiled loops in a graph: they are torch
     custom operators (``rnnkit.engine.ops``) with fake implementations and registered gradients."""
     return available()
-
-
-def fused_runner(cell: RecurrentCell, u: Tensor):
-    """The compiled loop ``run(cell, p, u, state, valid)`` for this cell and input, or None where
-    none applies (another cell or option, a GPU tensor, a dtype other than float32/float64)."""
-    for cell_class, applies, run in _LOOPS:
-        if isinstance(cell, cell_class) and applies(cell):
-            return run if _compiled_for(u) else None
-    return None
-
-
-def _compiled_for(u: Tensor) -> bool:
-    """Whether the compiled loops can take this input: a CPU float32/float64 tensor, and the
-    extension built (warning once where it is not)."""
-    if u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64):
-        return False
-    if _kernels is None:
-        _warn_once()
-        return False
-    return True
-
-
-def preferred_over_native(cell: RecurrentCell, x: Tensor, has_lengths: bool) -> bool:
-    """Whether the compiled loop should run even where torch has a kernel for the cell (measured by
-    ``rnnkit bench``, docs/performance.md): the GRU on the CPU, where torch's GRU is ATen's unfused
-    step loop (torch sends only the LSTM to oneDNN); and any covered cell when the batch has
-    lengths, where torch's packed kernels run 1.7–4.3× slower than on the padded batch while the
-    compiled loop computes only the steps inside each sequence. On a GPU cuDNN stays first."""
-    if fused_runner(cell, x) is None:
-        return False
-    return has_lengths or isinstance(cell, _PREFERRED_OVER_NATIVE)
 
 
 def _warn_once() -> None:
@@ -168,13 +137,10 @@ def run_fused_gru(cell, p: Params, u: Tensor, state: State, valid: Tensor | None
 
 
 # ----- minGRU / minLSTM ------------------------------------------------------------------------------
-def minimal_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None) -> Tensor | None:
+def minimal_scan(cell, u: Tensor, h0: Tensor, valid: Tensor | None) -> Tensor:
     """h (T, B, H) of the minGRU / minLSTM recurrence through the compiled scan
-    (``rnnkit::minimal_scan_forward``), or None where it does not apply (the caller then runs the
-    Python form)."""
-    lstm = {"MinGRUCell": False, "MinLSTMCell": True}.get(type(cell).__name__)
-    if lstm is None or not _compiled_for(u):
-        return None
+    (``rnnkit::minimal_scan_forward``); the dispatcher sends only those cells here."""
+    lstm = isinstance(cell, MinLSTMCell)
     lengths = valid.sum(0) if valid is not None else _all_steps(u)             # (B,) int64
     return ops.call(ops.minimal_scan_forward, u, h0, lengths, lstm)
 
@@ -194,15 +160,3 @@ def _all_steps(u: Tensor) -> Tensor:
     """The ops' ``lengths`` for a batch whose sequences all run T steps: empty."""
     return u.new_empty(0, dtype=torch.int64)
 
-
-def _lstm_applies(cell: LSTMCell) -> bool:
-    return not cell.proj_size and not cell.layer_norm
-
-
-def _gru_applies(cell: GRUCell) -> bool:
-    return not cell.layer_norm
-
-
-# (cell class, whether this cell's options are covered, the runner)
-_LOOPS = [(LSTMCell, _lstm_applies, run_fused_lstm), (GRUCell, _gru_applies, run_fused_gru)]
-_PREFERRED_OVER_NATIVE = (GRUCell,)

@@ -65,7 +65,7 @@ def _recur(cell, p, u, state, valid, recurrent_mask, zoneout, training, keep_sta
         return SequenceResult(outputs, final_state, (outputs,) if keep_states else None)
     if path == "fused":
         run = fused.run_fused_lstm if isinstance(cell, LSTMCell) else fused.run_fused_gru
-        outputs, final_state = run(cell, p, u, state, valid)                    # C++ loop + hand BPTT
+        outputs, final_state = run(cell, p, u, state, valid, recurrent_mask, zoneout, training)  # C++ + hand BPTT
         return SequenceResult(outputs, final_state)
     if path == "generated":
         from .generated import run_generated          # on first use: it brings torch.compile's machinery
