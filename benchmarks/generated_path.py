@@ -106,7 +106,7 @@ def vjp_runner(cell, p, u, state, recurrent_mask=None, zoneout=0.0, training=Tru
     autograd, saving each chunk's starting state, and whose backward runs a compiled
     torch.func.vjp of the chunk (recomputing it) K steps at a time, accumulating parameter grads."""
     rate = float(zoneout)
-    keep_old = generated._zoneout_draws(tuple(state), u.shape[0], rate) if rate and training else None
+    keep_old = generated._keep_old(tuple(state), u.shape[0], rate) if rate and training else None
     names = tuple(n for n, t in p.items() if t.requires_grad)
     fixed = {n: t for n, t in p.items() if not t.requires_grad}
     out = _VJPSequence.apply(cell, fixed, names, (rate, training, False), K, compiler, len(state),

@@ -91,7 +91,7 @@ def test_compiled_loop_with_masks_in_float32_is_within_1e_5_of_the_reference(nam
 
 def test_zoneout_masks_are_drawn_in_the_reference_loops_order():
     """Per step, per state tensor in state order, rand_like(state) < rate: the draws of
-    ``rnnkit.engine.loop._zoneout``, here written out as a loop."""
+    ``rnnkit.engine.masks.zoneout``, here written out as a loop."""
     T, rate = 6, 0.3
     state = (torch.zeros(4, 5), torch.zeros(4, 5), torch.zeros(4, 15))        # fgr's h, c, ifo
     torch.manual_seed(3)

@@ -33,6 +33,7 @@ from ..cells.base import Params, State
 from ..cells.minimal import MinLSTMCell
 from . import ops
 from .bptt import _BatchOrder
+from .masks import draw_zoneout_masks
 
 _kernels, _LOAD_ERROR = ops.kernels, ops.LOAD_ERROR
 
@@ -61,24 +62,6 @@ def _warn_once() -> None:
 
 
 # ----- recurrent dropout and zoneout -----------------------------------------------------------------
-def draw_zoneout_masks(state: State, T: int, rate: float) -> tuple[Tensor, ...]:
-    """Zoneout's keep-old indicators for T steps of training, one (T, B, S) float 0/1 tensor per state
-    tensor (Krueger et al. 2017: each unit keeps its previous value with probability ``rate``).
-
-    Drawn from the default generator in the order the reference loop draws them
-    (``rnnkit.engine.loop._zoneout``: per step t, per state tensor in state order,
-    ``torch.rand_like(s) < rate``), so that with the same seed both paths zone out the same units.
-    Torch's CPU ``rand`` fills a tensor from the generator element by element, so one draw of
-    (T, Σ B·S) is those T·len(state) draws laid end to end; each state's mask is a view of it."""
-    dtypes = {s.dtype for s in state}
-    if len(dtypes) > 1 or state[0].device.type != "cpu":       # not one draw: the reference's own loop
-        draws = [[torch.rand_like(s) < rate for s in state] for _ in range(T)]
-        return tuple(torch.stack(per_state).to(s.dtype) for per_state, s in zip(zip(*draws), state))
-    sizes = [s.numel() for s in state]                          # B·S of each state
-    keep = (torch.rand(T, sum(sizes), dtype=state[0].dtype) < rate).to(state[0].dtype)  # (T, Σ B·S)
-    return tuple(part.view(T, *s.shape) for part, s in zip(keep.split(sizes, dim=1), state))  # each (T, B, S)
-
-
 def _zoneout_arguments(order: _BatchOrder, state: State, T: int, zoneout: float, training: bool):
     """The ops' zoneout arguments: the masks (T, B, S) per state in the loop's batch order (None
     without zoneout or at evaluation) and the evaluation rate (0 in training or without)."""

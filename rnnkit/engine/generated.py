@@ -91,6 +91,7 @@ from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from ..cells.base import Params, RecurrentCell, State
+from .masks import draw_zoneout_masks
 
 # The torch.compile backend used when ``run_generated`` is given none: "inductor" writes kernels;
 # "aot_eager" traces and partitions the same graphs but runs them with ATen ops (seconds less to
@@ -135,7 +136,7 @@ def run_generated(cell: RecurrentCell, p: Params, u: Tensor, state: State,
     state = tuple(state)
     p = dict(p)
     rate = float(zoneout)
-    keep_old = _zoneout_draws(state, T, rate) if rate and training else None       # each (T, B, S)
+    keep_old = _keep_old(state, T, rate) if rate and training else None            # each (T, B, S)
     valid3 = valid.unsqueeze(-1) if valid is not None else None                     # (T, B, 1)
     options = (rate, bool(training), bool(keep_states))
 
@@ -197,12 +198,10 @@ def _steps(cell: RecurrentCell, p: Params, u: Tensor, state: State, recurrent_ma
     return torch.stack(ys), state, kept
 
 
-def _zoneout_draws(state: State, T: int, rate: float) -> tuple[Tensor, ...]:
-    """Zoneout's keep-the-old-value masks for all T steps (each (T, B, S) bool), drawn in the order
-    the reference loop draws them (step by step, state by state), so that one seed gives both paths
-    the same masks."""
-    draws = [[torch.rand_like(s) < rate for s in state] for _ in range(T)]
-    return tuple(torch.stack(d) for d in zip(*draws))
+def _keep_old(state: State, T: int, rate: float) -> tuple[Tensor, ...]:
+    """Zoneout's keep-the-old-value masks for all T steps (each (T, B, S) bool), drawn as every path
+    draws them (``rnnkit.engine.masks``), so that one seed gives all paths the same masks."""
+    return tuple(m.bool() for m in draw_zoneout_masks(state, T, rate))
 
 
 def _tracing() -> bool:

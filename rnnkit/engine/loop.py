@@ -10,6 +10,7 @@ from ..cells.base import Params, RecurrentCell, State
 from ..cells.lstm import LSTMCell
 from . import fused
 from .bptt import run_compacted, run_hand_bptt
+from .masks import zoneout as zoneout_step
 from .dispatch import SCANNED_CELLS
 from .scan import gated_scan, parallel_scan
 
@@ -91,7 +92,7 @@ def reference_loop(cell: RecurrentCell, p: Params, u: Tensor, state: State, vali
     for t, u_t in enumerate(u.unbind(0)):                                        # unbind: no T² backward
         y, new_state = cell.step(p, u_t, state, recurrent_mask)
         if zoneout:
-            new_state = tuple(_zoneout(old, new, zoneout, training) for old, new in zip(state, new_state))
+            new_state = tuple(zoneout_step(old, new, zoneout, training) for old, new in zip(state, new_state))
             y = new_state[0]
         if valid_steps is not None:
             keep = valid_steps[t]
@@ -118,11 +119,3 @@ def _project(cell: RecurrentCell, p: Params, x: Tensor, valid: Tensor | None) ->
         return cell.project_input(p, x)
     rows = cell.project_input(p, x.reshape(T * B, -1).index_select(0, index).unsqueeze(0))[0]   # (N, G)
     return rows.new_zeros(T * B, rows.shape[-1]).index_copy(0, index, rows).view(T, B, -1)
-
-
-def _zoneout(old: Tensor, new: Tensor, rate: float, training: bool) -> Tensor:
-    """d ⊙ old + (1 − d) ⊙ new with d ~ Bernoulli(rate) in training, d = rate at evaluation."""
-    if not training:
-        return torch.lerp(new, old, rate)
-    keep_old = torch.rand_like(new) < rate
-    return torch.where(keep_old, old, new)

@@ -11,6 +11,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from ..cells import cell_class, create
 from ..cells.base import check_choice
 from ..engine import flat_weights, reverse_padded, run_native, run_sequence, valid_mask
+from ..engine.masks import variational_mask
 from ..engine.dispatch import BACKENDS, Call, Explanation, check_backend, choose, describe_call, torch_kernel
 from .inputs import SequenceBatch, read_input, read_state
 
@@ -128,7 +129,7 @@ class Recurrent(nn.Module):
             if layer > 0 and self.dropout:
                 layer_input = F.dropout(layer_input, self.dropout, self.training)
             if self.input_dropout and self.training:
-                layer_input = layer_input * _variational_mask(layer_input[0], self.input_dropout)
+                layer_input = layer_input * variational_mask(layer_input[0], self.input_dropout)
             first = layer * self.num_directions
             layer_state = tuple(s[first:first + self.num_directions] for s in state)   # each (D, B, S)
             layer_input, final, history = self._run_layer(layer, layer_input, layer_state, batch, valid, call)
@@ -171,7 +172,7 @@ class Recurrent(nn.Module):
             reverse = direction == 1
             mask = None
             if self.recurrent_dropout and self.training:
-                mask = _variational_mask(state[0][direction], self.recurrent_dropout)
+                mask = variational_mask(state[0][direction], self.recurrent_dropout)
             result = run_sequence(cell, self.cell_params(index),
                                   reverse_padded(x, batch.lengths) if reverse else x,
                                   tuple(s[direction] for s in state), valid, mask, self.zoneout,
@@ -220,11 +221,6 @@ class Recurrent(nn.Module):
         options = "".join(f", {k}={v!r}" for k, v in self.cell_options.items())
         return (f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, batch_first={self.batch_first}{options}")
-
-
-def _variational_mask(like: Tensor, rate: float) -> Tensor:
-    """Inverted-dropout mask shaped like one step (B, F), reused at every step."""
-    return torch.bernoulli(torch.full_like(like, 1 - rate)) / (1 - rate)
 
 
 def _packed_lengths(packed: PackedSequence) -> list[int]:
