@@ -105,11 +105,12 @@ class Call:
 
 
 def describe_call(x: Tensor, params, *, lengths: bool, keep_states: bool, training: bool) -> Call:
-    """The Call for input x (T, B, I) of a layer with parameters ``params`` (an iterable)."""
+    """The Call for input x (T, B, I) of a layer whose parameters ``params()`` gives (asked only
+    when autograd is on and x needs no gradient)."""
     device = x.device.type
     amp = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     dtype = torch.float32 if amp is not None and x.dtype in (amp, torch.float32) else x.dtype
-    grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+    grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params()))
     return Call(device, dtype, amp, grad, training, lengths, keep_states, tracing=tracing())
 
 

@@ -12,7 +12,9 @@ from ..cells import cell_class, create
 from ..cells.base import check_choice
 from ..engine import flat_weights, reverse_padded, run_native, run_sequence, valid_mask
 from ..engine.masks import variational_mask
-from ..engine.dispatch import BACKENDS, Call, Explanation, check_backend, choose, describe_call, torch_kernel
+from ..engine import fused
+from ..engine.dispatch import (BACKENDS, Call, Choice, Explanation, check_backend, choose, describe_call,
+                               torch_kernel)
 from .inputs import SequenceBatch, read_input, read_state
 
 
@@ -106,6 +108,7 @@ class Recurrent(nn.Module):
                 self.register_parameter(f"initial_{name}", nn.Parameter(
                     torch.zeros(len(cells), 1, size, device=device, dtype=dtype)))
         self.learn_initial_state = bool(learn_initial_state)
+        self._choices: dict[tuple, Choice] = {}            # the dispatcher's choices, by call context
 
     _cells_own_parameters = True
 
@@ -139,7 +142,7 @@ class Recurrent(nn.Module):
         return self._format_result(layer_input, final_state, histories, batch, return_all_states)
 
     def _describe(self, batch: SequenceBatch, keep_states: bool) -> Call:
-        return describe_call(batch.x, self.parameters(), lengths=batch.lengths is not None,
+        return describe_call(batch.x, self.parameters, lengths=batch.lengths is not None,
                              keep_states=keep_states, training=self.training)
 
     def explain(self, x, state=None, lengths=None, *, return_all_states: bool = False) -> Explanation:
@@ -150,12 +153,23 @@ class Recurrent(nn.Module):
         firsts = [self.cells[layer * self.num_directions] for layer in range(self.num_layers)]
         return Explanation(call, tuple(choose(self, cell, call) for cell in firsts))
 
+    def _choose(self, layer: int, call: Call) -> Choice:
+        """The dispatcher's choice for stacked layer ``layer``, remembered for the same call context and
+        layer options: a streaming call of one step pays a dictionary lookup, not the table."""
+        if call.tracing:                                  # a tracer sees the table, not a mutable cache
+            return choose(self, self.cells[layer * self.num_directions], call)
+        key = (layer, call, self.backend, self.bptt, self.zoneout, self.recurrent_dropout, fused.available())
+        choice = self._choices.get(key)
+        if choice is None:
+            choice = self._choices[key] = choose(self, self.cells[layer * self.num_directions], call)
+        return choice
+
     def _run_layer(self, layer: int, x: Tensor, state: tuple[Tensor, ...], batch: SequenceBatch,
                    valid: Tensor | None, call: Call):
         """Both directions of one layer: outputs (T, B, D·O), final state parts, states history."""
         first = layer * self.num_directions
         indices = range(first, first + self.num_directions)
-        choice = choose(self, self.cells[first], call)
+        choice = self._choose(layer, call)
         if choice.path == "native":
             weights = [w for i in indices for w in flat_weights(self.cells[i], self.cell_params(i))]
             has_bias = "bias_ih" in self.cell_params(first)
