@@ -55,10 +55,9 @@ def describe(cls: Any) -> str:
     return f"{type(cls).__name__} {cls!r}"
 
 
-def check_class(cls: Any, where: str) -> None:
-    """What can be known from the class alone; ``where`` names the call (``rnnkit.cells.register('x')``)."""
-    from .base import RecurrentCell          # here: base.py imports this module
-
+def check_class(cls: Any, where: str, RecurrentCell: type) -> None:
+    """What can be known from the class alone; ``where`` names the call (``rnnkit.cells.register('x')``).
+    ``RecurrentCell`` is passed in by the registry: base.py imports this module, not the reverse."""
     if not (isinstance(cls, type) and issubclass(cls, RecurrentCell)):
         raise CellContractError(f"{where}: {describe(cls)} is not a subclass of rnnkit.cells.RecurrentCell; "
                                 f"a cell is written as `class MyCell(RecurrentCell): ...` ({DOC})")

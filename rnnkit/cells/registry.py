@@ -102,7 +102,7 @@ def create(name: CellSpec, input_size: int, hidden_size: int, **options) -> Recu
 
 def _checked(cls, where: str) -> type[RecurrentCell]:
     if cls not in _CHECKED:
-        check_class(cls, where)
+        check_class(cls, where, RecurrentCell)
         _CHECKED.add(cls)
     return cls
 
