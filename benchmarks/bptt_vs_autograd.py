@@ -18,7 +18,7 @@ import torch
 import rnnkit
 
 CELLS = [("elman", {}), ("residual", {}), ("jordan", {}), ("indrnn", {}),
-         ("mingru", {"mode": "sequential"}), ("lstm", {"variant": "standard"}),
+         ("mingru", {}), ("lstm", {"variant": "standard"}),
          ("lstm", {"variant": "vanilla"}), ("lstm", {"variant": "cifg"}), ("lstm", {"variant": "fgr"}),
          ("gru", {"variant": "standard"}), ("gru", {"variant": "original"})]
 

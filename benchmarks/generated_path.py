@@ -32,6 +32,7 @@ import rnnkit
 from rnnkit.cells import RecurrentCell
 from rnnkit.cells.functional import affine
 from rnnkit.engine import generated
+from rnnkit.engine.masks import variational_mask
 
 
 class GatedCell(RecurrentCell):
@@ -90,8 +91,7 @@ def cell_step(cell, x, runner, recurrent_dropout=0.0, **options):
         state = cell.initial_state(B, dtype=x.dtype)
         mask = None
         if recurrent_dropout:
-            keep = 1 - recurrent_dropout
-            mask = torch.bernoulli(torch.full((B, cell.output_size), keep)) / keep
+            mask = variational_mask(state[0], recurrent_dropout)                # (B, H)
         outputs = runner(cell, p, u, state, recurrent_mask=mask, **options)[0]
         outputs.sum().backward()
         for tensor in p.values():

@@ -26,6 +26,7 @@ from bptt_vs_autograd import median_ms      # the same timer (benchmarks/ is thi
 
 import rnnkit
 from rnnkit.engine import fused
+from rnnkit.engine.masks import variational_mask
 
 
 def layer_step(layer, x):
@@ -47,7 +48,7 @@ def fused_step(layer, x, recurrent_dropout: float = 0.0, zoneout: float = 0.0):
         state = tuple(x.new_zeros(B, size) for size in cell.state_sizes())        # each (B, S)
         mask = None
         if recurrent_dropout:
-            mask = torch.bernoulli(torch.full_like(state[0], 1 - recurrent_dropout)) / (1 - recurrent_dropout)
+            mask = variational_mask(state[0], recurrent_dropout)
         u = cell.project_input(p, x)                                               # (T, B, G)
         outputs, _ = run(cell, p, u, state, None, mask, zoneout, True)
         outputs.sum().backward()

@@ -29,7 +29,6 @@ that cannot run the call is an error that says why. The preference orders are me
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 import torch
@@ -223,7 +222,7 @@ def _why_not(path: str, cell, layer, call: Call) -> str | None:
         if not fused.available():
             fused._warn_once()
             return "rnnkit's C++ extension is not built (reinstall with a C++ compiler)"
-        if call.tracing and not getattr(fused, "traceable", lambda: False)():
+        if call.tracing and not fused.traceable():
             return "the compiled loops are not registered as torch custom operators"
         return None
     if path in ("scan", "parallel_scan"):
@@ -243,8 +242,6 @@ def _why_not(path: str, cell, layer, call: Call) -> str | None:
 
 def _generated_unavailable() -> str | None:
     """Why torch.compile cannot generate a loop here, or None."""
-    if importlib.util.find_spec("rnnkit.engine.generated") is None:
-        return "rnnkit.engine.generated is missing from this installation"
     if not torch._dynamo.is_dynamo_supported():
         return "torch.compile is not supported on this Python/platform"
     return None

@@ -91,7 +91,7 @@ from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from ..cells.base import Params, RecurrentCell, State
-from .masks import draw_zoneout_masks
+from .masks import after_step, draw_zoneout_masks
 
 # The torch.compile backend used when ``run_generated`` is given none: "inductor" writes kernels;
 # "aot_eager" traces and partitions the same graphs but runs them with ATen ops (seconds less to
@@ -180,17 +180,9 @@ def _steps(cell: RecurrentCell, p: Params, u: Tensor, state: State, recurrent_ma
     ys, history = [], []
     for k in range(u.shape[0]):
         y, new = cell.step(p, u[k], state, recurrent_mask)
-        if rate:
-            if training:
-                new = tuple(torch.where(d[k], old, s) for d, old, s in zip(keep_old, state, new))
-            else:
-                new = tuple(torch.lerp(s, old, rate) for old, s in zip(state, new))
-            y = new[0]
-        if valid is not None:
-            keep = valid[k]                                                     # (B, 1)
-            new = tuple(torch.where(keep, s, old) for s, old in zip(new, state))
-            y = y * keep
-        state = tuple(new)
+        y, state = after_step(state, new, y, rate, training,
+                              tuple(d[k] for d in keep_old) if keep_old is not None else None,
+                              valid[k] if valid is not None else None)       # valid[k]: (B, 1)
         ys.append(y)
         if keep_states:
             history.append(state if valid is None else tuple(s * valid[k] for s in state))

@@ -10,7 +10,7 @@ from ..cells.base import Params, RecurrentCell, State
 from ..cells.lstm import LSTMCell
 from . import fused
 from .bptt import run_compacted, run_hand_bptt
-from .masks import zoneout as zoneout_step
+from .masks import after_step
 from .dispatch import SCANNED_CELLS
 from .scan import gated_scan, parallel_scan
 
@@ -91,14 +91,8 @@ def reference_loop(cell: RecurrentCell, p: Params, u: Tensor, state: State, vali
     valid_steps = valid.unsqueeze(-1).unbind(0) if valid is not None else None  # each (B, 1)
     for t, u_t in enumerate(u.unbind(0)):                                        # unbind: no T² backward
         y, new_state = cell.step(p, u_t, state, recurrent_mask)
-        if zoneout:
-            new_state = tuple(zoneout_step(old, new, zoneout, training) for old, new in zip(state, new_state))
-            y = new_state[0]
-        if valid_steps is not None:
-            keep = valid_steps[t]
-            new_state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state))
-            y = y * keep
-        state = new_state
+        y, state = after_step(state, new_state, y, zoneout, training,
+                              valid=valid_steps[t] if valid_steps is not None else None)
         outputs.append(y)
         if keep_states:
             history.append(state if valid_steps is None else tuple(s * valid_steps[t] for s in state))

@@ -29,6 +29,24 @@ def zoneout(old: Tensor, new: Tensor, rate: float, training: bool) -> Tensor:
     return torch.where(keep_old, old, new)
 
 
+def after_step(state: State, new_state: State, y: Tensor, rate: float, training: bool,
+               keep_old: State | None = None, valid: Tensor | None = None) -> tuple[Tensor, State]:
+    """What a loop does after the cell's step, the same on every path that runs the step: zoneout
+    (``keep_old``: this step's draws, each (B, S) bool, drawn by ``draw_zoneout_masks``; drawn here
+    when None) with the output the zoned first state, then the lengths mask ``valid`` (B, 1): past a
+    sequence's end the state is held and the output is zero. Returns (y, new_state)."""
+    if rate:
+        if training and keep_old is not None:
+            new_state = tuple(torch.where(d, old, s) for d, old, s in zip(keep_old, state, new_state))
+        else:
+            new_state = tuple(zoneout(old, s, rate, training) for old, s in zip(state, new_state))
+        y = new_state[0]
+    if valid is not None:
+        new_state = tuple(torch.where(valid, s, old) for s, old in zip(new_state, state))
+        y = y * valid
+    return y, tuple(new_state)
+
+
 def draw_zoneout_masks(state: State, T: int, rate: float) -> tuple[Tensor, ...]:
     """Zoneout's keep-old indicators for T steps of training, one (T, B, S) float 0/1 tensor per state
     tensor, drawn from the default generator in the order ``zoneout`` draws them in the reference

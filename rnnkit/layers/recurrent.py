@@ -10,9 +10,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from ..cells import cell_class, create
 from ..cells.base import check_choice
-from ..engine import flat_weights, reverse_padded, run_native, run_sequence, valid_mask
+from ..engine import flat_weights, fused, reverse_padded, run_native, run_sequence, valid_mask
 from ..engine.masks import variational_mask
-from ..engine import fused
 from ..engine.dispatch import (BACKENDS, Call, Choice, Explanation, check_backend, choose, describe_call,
                                torch_kernel)
 from .inputs import SequenceBatch, read_input, read_state
@@ -150,8 +149,7 @@ class Recurrent(nn.Module):
         grad mode, autocast and train/eval mode; nothing is computed (``rnnkit.engine.explain``)."""
         batch = read_input(x, lengths, self.input_size, self.batch_first)
         call = self._describe(batch, return_all_states)
-        firsts = [self.cells[layer * self.num_directions] for layer in range(self.num_layers)]
-        return Explanation(call, tuple(choose(self, cell, call) for cell in firsts))
+        return Explanation(call, tuple(self._choose(layer, call) for layer in range(self.num_layers)))
 
     def _choose(self, layer: int, call: Call) -> Choice:
         """The dispatcher's choice for stacked layer ``layer``, remembered for the same call context and
