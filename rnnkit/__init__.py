@@ -2,11 +2,13 @@
 import importlib
 
 from . import cells
-from .layers import GRU, LSTM, RNN, EchoStateNetwork, Recurrent
+from .layers import GRU, LSTM, RNN, EchoStateNetwork, GRUCell, LSTMCell, Recurrent, RNNCell
+from . import serialization  # registers rnnkit's modules as torch.load(weights_only=True) safe globals
 
 __version__ = "0.1.0"
-__all__ = ["cells", "Recurrent", "RNN", "LSTM", "GRU", "EchoStateNetwork", "learning", "diagnose",
-           "tasks", "models", "data", "metrics", "train", "recipes", "Trainer", "TrainConfig", "__version__"]
+__all__ = ["cells", "Recurrent", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "EchoStateNetwork",
+           "learning", "diagnose", "tasks", "models", "data", "metrics", "train", "recipes", "Trainer", "TrainConfig",
+           "__version__"]
 
 # imported on first use (diagnose brings matplotlib, train tensorboard)
 _LAZY = ("learning", "diagnose", "tasks", "models", "data", "metrics", "train", "recipes")
