@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch import Tensor
 
 from ..cells.base import Params, RecurrentCell, State
@@ -114,6 +115,7 @@ class _HandBPTT(torch.autograd.Function):
         return (outputs,) + final
 
     @staticmethod
+    @once_differentiable            # a second derivative goes through engine.higher_order
     def backward(ctx, grad_outputs, *grad_final):
         cell, caches, order = ctx.cell, ctx.caches, ctx.order
         params = dict(zip(ctx.names, ctx.saved_tensors))

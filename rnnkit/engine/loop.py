@@ -10,6 +10,7 @@ from ..cells.base import Params, RecurrentCell, State
 from ..cells.lstm import LSTMCell
 from . import fused
 from .bptt import run_compacted, run_hand_bptt
+from .higher_order import twice_differentiable
 from .masks import after_step
 from .dispatch import SCANNED_CELLS
 from .scan import gated_scan, parallel_scan
@@ -42,16 +43,48 @@ def run_sequence(cell: RecurrentCell, p: Params, x: Tensor, state: State,
     in float32, because its rounding errors would compound over the steps; outputs and final state
     come back in the autocast dtype, as torch.nn.LSTM's do.
     """
-    u = _project(cell, p, x, valid)                                             # (T, B, G)
-    if autocast is None:
-        return _recur(cell, p, u, state, valid, recurrent_mask, zoneout, training, keep_states, path,
-                      hand_bptt)
-    with torch.autocast(u.device.type, enabled=False):
-        result = _recur(cell, p, u.float(), tuple(s.float() for s in state), valid, recurrent_mask,
-                        zoneout, training, keep_states, path, hand_bptt)
-    lower = (lambda t: t.to(autocast))
-    return SequenceResult(lower(result.outputs), tuple(map(lower, result.final_state)),
-                          tuple(map(lower, result.all_states)) if result.all_states is not None else None)
+    run = _Runner(cell, valid, zoneout, training, keep_states, autocast, len(state), tuple(p))
+    inputs = (x, recurrent_mask, *state, *p.values())
+    if path == "reference" and not hand_bptt:
+        return run.result(run.flat(path, hand_bptt)(*inputs))             # autograd all the way
+    # A hand-derived or compiled backward (and the parallel scan, whose logcumsumexp has a nan second
+    # derivative where an output's gradient is 0): differentiable twice through the reference loop
+    return run.result(twice_differentiable(run.flat(path, hand_bptt), run.flat("reference", False), inputs,
+                                           random=bool(zoneout and training), autocast=autocast,
+                                           retainable=path != "generated"))
+
+
+class _Runner:
+    """``run_sequence`` as a function of a flat tuple of tensors (x, recurrent_mask, *state, *params),
+    returning one (outputs, *final_state[, *all_states]), as ``twice_differentiable`` takes it."""
+
+    def __init__(self, cell, valid, zoneout, training, keep_states, autocast, n_state, names) -> None:
+        self.cell, self.valid, self.zoneout, self.training = cell, valid, zoneout, training
+        self.keep_states, self.autocast, self.n_state, self.names = keep_states, autocast, n_state, names
+
+    def flat(self, path: str, hand_bptt: bool):
+        def run(x, recurrent_mask, *tensors):
+            state, p = tensors[:self.n_state], dict(zip(self.names, tensors[self.n_state:]))
+            result = self._run(p, x, state, recurrent_mask, path, hand_bptt)
+            return (result.outputs, *result.final_state, *(result.all_states or ()))
+        return run
+
+    def result(self, flat: tuple[Tensor, ...]) -> SequenceResult:
+        n = self.n_state
+        return SequenceResult(flat[0], tuple(flat[1:1 + n]), tuple(flat[1 + n:]) if self.keep_states else None)
+
+    def _run(self, p, x, state, recurrent_mask, path, hand_bptt) -> SequenceResult:
+        cell, valid = self.cell, self.valid
+        u = _project(cell, p, x, valid)                                         # (T, B, G)
+        if self.autocast is None:
+            return _recur(cell, p, u, state, valid, recurrent_mask, self.zoneout, self.training,
+                          self.keep_states, path, hand_bptt)
+        with torch.autocast(u.device.type, enabled=False):
+            result = _recur(cell, p, u.float(), tuple(s.float() for s in state), valid, recurrent_mask,
+                            self.zoneout, self.training, self.keep_states, path, hand_bptt)
+        lower = (lambda t: t.to(self.autocast))
+        return SequenceResult(lower(result.outputs), tuple(map(lower, result.final_state)),
+                              tuple(map(lower, result.all_states)) if result.all_states is not None else None)
 
 
 def _recur(cell, p, u, state, valid, recurrent_mask, zoneout, training, keep_states, path, hand_bptt

@@ -18,6 +18,7 @@ two gradients over all steps are one elementwise product each, after the loop.
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch import Tensor
 
 from ..cells.functional import previous_steps
@@ -100,6 +101,7 @@ class _GatedScan(torch.autograd.Function):
         return h
 
     @staticmethod
+    @once_differentiable            # a second derivative goes through engine.higher_order
     def backward(ctx, grad_h):
         u, a, a_run, h_tilde, h, h0 = ctx.saved_tensors
         delta = _scan_backward(a_run, grad_h)                                   # (T, B, H)
