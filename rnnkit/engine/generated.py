@@ -52,8 +52,8 @@ network's, get none). The alternative the design started from, a sequence-level
 runs a compiled ``torch.func.vjp`` of the chunk from its saved starting state (recomputing the
 chunk: one more recurrent product per step), measured 6-20 % slower on every cell below
 (``benchmarks/generated_path.py --compare-backward``), so autograd it is. A compiled backward runs
-once per forward: ``backward(retain_graph=True)`` needs ``torch._functorch.config.donated_buffer =
-False`` (torch's rule), and double backward (``create_graph=True``) is not supported.
+once per forward (its buffers are donated); a retained graph's second backward and second-order
+gradients (``create_graph=True``) go through the reference loop instead (``engine/higher_order.py``).
 
 **Speed** (``python benchmarks/generated_path.py``: training step, B 32, T 100, H 256, 2 threads,
 a loaded 2-core host; the built-in kernels and the reference loop in the same run):
