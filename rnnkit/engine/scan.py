@@ -5,7 +5,7 @@ minGRU and minLSTM (Feng et al. 2024) reduce to it after one large input project
 log-space parallel scan (``log_space_scan``, Heinsen 2023, arXiv:2311.06281) spreads the T steps
 over many threads; on a CPU the B·H lanes of one step already fill the cores, and the parallel scan's ten or
 so passes over (T, B, H) with transcendentals cost several times the plain loop
-(``../shared/notes/perf-cpu-baselines.md``). So the CPU form is this loop, one fused multiply-add
+(``docs/fast-paths.md``, minGRU and minLSTM). So the CPU form is this loop, one fused multiply-add
 per step, with a hand-derived backward that is one more per step:
 
 .. math::

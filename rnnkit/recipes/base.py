@@ -1,6 +1,6 @@
 """What a recipe is: one way of using a recurrent network, end to end, from files to predictions.
 
-A recipe joins the pieces that must not know each other (``ARCHITECTURE.md``): the readers of
+A recipe joins the pieces that must not know each other (``docs/architecture.md``): the readers of
 ``rnnkit.data``, a model of ``rnnkit.models``, the metrics, and the ``Trainer``'s task interface.
 The ``rnnkit`` command and ``rnnkit.recipes.run`` drive every recipe the same way:
 
