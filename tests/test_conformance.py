@@ -534,7 +534,7 @@ def test_cells_without_recurrent_matrix_reject_recurrent_dropout():
             rnnkit.Recurrent(name, I, H, recurrent_dropout=0.3)
 
 
-@pytest.mark.parametrize("option,value", [("dropout", 1.0), ("dropout", -0.1), ("input_dropout", 1.0),
+@pytest.mark.parametrize("option,value", [("dropout", 1.5), ("dropout", -0.1), ("input_dropout", 1.0),
                                           ("recurrent_dropout", 1.5), ("zoneout", 1.0),
                                           ("zoneout", -0.5), ("zoneout", True)])
 def test_out_of_range_rates_raise_value_error(option, value):

@@ -1,5 +1,6 @@
 """Every bad input raises ValueError or TypeError with a message that names the argument, what was
-expected and what was given."""
+expected and what was given; where torch.nn raises another type for the same mistake, the exception
+is that type too (rnnkit.errors)."""
 from __future__ import annotations
 
 import re
@@ -10,7 +11,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit
-from rnnkit import cells
+from rnnkit import cells, errors
 
 R = rnnkit.Recurrent
 I, H, T, B = 3, 4, 5, 2
@@ -260,15 +261,23 @@ def test_bad_sizes(argument, value, error, message, make):
         make(sizes)
 
 
-@pytest.mark.parametrize("option", ["dropout", "input_dropout", "recurrent_dropout", "zoneout"])
-@pytest.mark.parametrize("value", [1.0, -0.1, 2, "0.1"])
+@pytest.mark.parametrize("option", ["input_dropout", "recurrent_dropout", "zoneout"])
+@pytest.mark.parametrize("value", [1.0, -0.1, 2, "0.1", True])
 def test_rates_outside_zero_one(option, value):
     with pytest.raises(ValueError, match=esc(f"{option} must be a number in [0, 1), got {value!r}")):
         R("elman", I, H, num_layers=2, **{option: value})
 
 
+@pytest.mark.parametrize("value", [1.5, -0.1, 2, "0.1", True])
+def test_dropout_between_layers_outside_zero_one(value):
+    """dropout between layers may be 1 (every output dropped), as torch.nn allows."""
+    with pytest.raises(ValueError, match=esc(f"dropout must be a number in [0, 1], got {value!r}")):
+        R("elman", I, H, num_layers=2, dropout=value)
+    assert R("elman", I, H, num_layers=2, dropout=1).dropout == 1.0
+
+
 def test_torch_compatible_dropout_out_of_range():
-    with pytest.raises(ValueError, match=esc("dropout must be a number in [0, 1), got 1.5")):
+    with pytest.raises(ValueError, match=esc("dropout must be a number in [0, 1], got 1.5")):
         rnnkit.LSTM(I, H, num_layers=2, dropout=1.5)
 
 
@@ -345,3 +354,63 @@ def test_valid_calls_still_work():
     assert out.shape == (T, B, 2) and h.shape == (1, B, 2) and c.shape == (1, B, H)
     out, h = R("elman", I, H)(torch.randn(T, I), torch.zeros(1, H))
     assert out.shape == (T, H) and h.shape == (1, H)
+
+
+# ----- torch.nn's exception types as well (rnnkit.errors) ------------------------------------------
+@pytest.mark.parametrize("call", [
+    lambda: R("elman", I, H)(torch.randn(T, B, 5)),
+    lambda: R("elman", I, H)(x(), torch.zeros(1, B + 1, H)),
+    lambda: R("lstm", I, H)(x(), torch.zeros(1, B, H)),
+    lambda: R("elman", I, H)(torch.randn(0, B, I)),
+], ids=["features", "state-shape", "state-count", "empty"])
+def test_shape_mistakes_are_runtime_errors_too(call):
+    with pytest.raises(errors.ShapeError) as error:
+        call()
+    assert isinstance(error.value, ValueError) and isinstance(error.value, RuntimeError)
+
+
+def test_input_dtype_other_than_the_weights():
+    layer = R("gru", I, H)
+    with pytest.raises(ValueError, match=esc("RNN input dtype (torch.float64) does not match weight dtype "
+                                             "(torch.float32). Convert input: input.to(torch.float32), or "
+                                             "convert model: model.to(torch.float64)")):
+        layer(x(dtype=torch.float64))
+    with pytest.raises(TypeError, match="floating-point"):                  # rnnkit's type stays
+        layer(torch.zeros(T, B, I, dtype=torch.int64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):                       # autocast: allowed, as torch
+        assert layer(x(dtype=torch.bfloat16))[0].shape == (T, B, H)
+
+
+def test_tensors_on_different_devices():
+    layer = R("lstm", I, H)
+    with pytest.raises(errors.DeviceError, match=esc("input is on device meta but the layer's weights are on "
+                                                     "device cpu")):
+        layer(x().to("meta"))
+    with pytest.raises(RuntimeError, match=esc("state is on device meta but the input is on device cpu")):
+        layer(x(), (torch.zeros(1, B, H), torch.zeros(1, B, H, device="meta")))
+
+
+@pytest.mark.parametrize("option", ["bidirectional", "batch_first", "bias"])
+@pytest.mark.parametrize("value", [0, 1, "False", None])
+def test_flags_must_be_bools(option, value):
+    with pytest.raises(TypeError, match=esc(f"{option} must be a bool (True or False), got "
+                                            f"{type(value).__name__} ({value!r})")):
+        R("gru", I, H, **{option: value})
+
+
+def test_num_layers_that_is_not_an_int_is_a_type_error_too():
+    with pytest.raises(TypeError, match=esc("num_layers must be a positive int, got 1.5")):
+        R("elman", I, H, num_layers=1.5)
+
+
+def test_torch_compatible_argument_types():
+    """The drop-ins refuse what torch.nn refuses, with its types, and accept what it accepts."""
+    with pytest.raises(ValueError, match="proj_size is an option of LSTM only"):
+        rnnkit.GRU(I, H, proj_size=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'peephole'"):
+        rnnkit.RNN(I, H, peephole=True)
+    with pytest.raises(TypeError, match=esc("proj_size must be an int in [0, hidden_size=4), got 1.5")):
+        rnnkit.LSTM(I, H, proj_size=1.5)
+    with pytest.raises(TypeError, match=esc("batch_first must be a bool (True or False), got str ('False')")):
+        rnnkit.LSTM(I, H, batch_first="False")
+    assert rnnkit.GRU(I, H, bidirectional=1).bidirectional is True           # torch.nn checks no more

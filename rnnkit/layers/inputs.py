@@ -1,4 +1,9 @@
-"""Checking and normalising what a recurrent layer is called with."""
+"""Checking and normalising what a recurrent layer is called with.
+
+A mistake raises an exception that is both rnnkit's type and torch.nn's (``rnnkit.errors``): a wrong
+shape a ShapeError (ValueError and RuntimeError), a wrong dtype a DtypeError (TypeError and
+ValueError), tensors on different devices a DeviceError (ValueError and RuntimeError).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +13,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..engine import check_lengths
+from ..errors import DeviceError, DtypeError, ShapeError
 
 
 @dataclass
@@ -35,7 +41,7 @@ def read_input(x, lengths, input_size: int, batch_first: bool) -> SequenceBatch:
         raise ValueError(f"input must be 3-D ({'B, T' if batch_first else 'T, B'}, input_size) or "
                          f"2-D unbatched (T, input_size), got {x.dim()}-D with shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        raise DtypeError(f"input must be a floating-point tensor, got dtype {x.dtype}")
     _check_features(x, input_size)
     batched = x.dim() == 3
     if not batched:
@@ -44,7 +50,7 @@ def read_input(x, lengths, input_size: int, batch_first: bool) -> SequenceBatch:
         x = x.transpose(0, 1)                                                   # (T, B, I)
     T, B = x.shape[:2]
     if T == 0:
-        raise ValueError(f"input must have at least one time step, got shape {tuple(x.shape)}")
+        raise ShapeError(f"input must have at least one time step, got shape {tuple(x.shape)}")
     if lengths is not None:
         lengths = check_lengths(lengths, B, T)
         if not torch.compiler.is_compiling() and bool((lengths == T).all()):
@@ -54,7 +60,7 @@ def read_input(x, lengths, input_size: int, batch_first: bool) -> SequenceBatch:
 
 def _check_features(x: Tensor, input_size: int) -> None:
     if x.shape[-1] != input_size:
-        raise ValueError(f"input must have input_size={input_size} features in its last dimension, "
+        raise ShapeError(f"input must have input_size={input_size} features in its last dimension, "
                          f"got {x.shape[-1]} (input shape {tuple(x.shape)})")
 
 
@@ -70,13 +76,37 @@ def read_state(state, names: tuple[str, ...], sizes: tuple[int, ...], layers_x_d
         raise TypeError(f"state must be a Tensor or a tuple of Tensors {names}, got a "
                         f"{type(state).__name__} of ({given})")
     if len(state) != len(names):
-        raise ValueError(f"state must hold {len(names)} tensor(s) {names}, got {len(state)}")
+        raise ShapeError(f"state must hold {len(names)} tensor(s) {names}, got {len(state)}")
     checked = []
     for name, size, s in zip(names, sizes, state):
         expected = (layers_x_dirs, batch_size, size) if batched else (layers_x_dirs, size)
         if tuple(s.shape) != expected:
-            raise ValueError(f"state {name!r} must have shape {expected} (num_layers * num_directions, "
+            raise ShapeError(f"state {name!r} must have shape {expected} (num_layers * num_directions, "
                              f"{'batch, ' if batched else ''}{name} size), got {tuple(s.shape)}")
         s = s if batched else s.unsqueeze(1)
         checked.append(s)
     return tuple(checked)
+
+
+def check_dtype_and_device(x: Tensor, state: tuple[Tensor, ...] | None, weight: Tensor | None) -> None:
+    """The input (T, B, I) must have the weights' dtype (unless autocast casts it for the weights'
+    products, as torch.nn's check allows) and be on the weights' device, the state on the input's."""
+    if weight is not None:
+        if x.device != weight.device:
+            raise DeviceError(f"input is on device {x.device} but the layer's weights are on device "
+                              f"{weight.device}; move the input (input.to({str(weight.device)!r})) or the "
+                              f"layer (layer.to({str(x.device)!r}))")
+        if x.dtype != weight.dtype and not _autocasting(x.device.type):
+            raise DtypeError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+                             f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})")
+    for s in state or ():
+        if s.device != x.device:
+            raise DeviceError(f"state is on device {s.device} but the input is on device {x.device}; "
+                              f"move the state (state.to({str(x.device)!r}))")
+
+
+def _autocasting(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:                          # a device type autocast does not know (meta)
+        return False

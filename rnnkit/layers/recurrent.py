@@ -14,7 +14,8 @@ from ..engine import flat_weights, fused, reverse_padded, run_native, run_sequen
 from ..engine.masks import variational_mask
 from ..engine.dispatch import (BACKENDS, Call, Choice, Explanation, check_backend, choose, describe_call,
                                torch_kernel)
-from .inputs import SequenceBatch, read_input, read_state
+from ..errors import ArgumentError
+from .inputs import SequenceBatch, check_dtype_and_device, read_input, read_state
 
 
 class Recurrent(nn.Module):
@@ -27,13 +28,15 @@ class Recurrent(nn.Module):
         num_layers: L, stacked layers; layer l > 0 reads layer l − 1's outputs.
         bidirectional: D = 2 when True: a second cell reads each sequence backwards from its true end.
         batch_first: input and output are (B, T, ·) instead of (T, B, ·). States keep (L·D, B, S).
-        dropout: dropout on the outputs of every layer but the last (as torch.nn.LSTM).
+            ``bidirectional``, ``batch_first`` and a cell's ``bias`` must be bools.
+        dropout: dropout on the outputs of every layer but the last (as torch.nn.LSTM), in [0, 1]
+            (1 drops them all, as torch.nn allows).
         input_dropout: variational dropout on each layer's input: one mask per sequence, the same at
-            every step (Gal & Ghahramani 2016, Keras's ``dropout``).
+            every step (Gal & Ghahramani 2016, Keras's ``dropout``); in [0, 1).
         recurrent_dropout: variational dropout on the state entering the recurrent product
-            (Keras's ``recurrent_dropout``), for cells that have one.
+            (Keras's ``recurrent_dropout``), for cells that have one; in [0, 1).
         zoneout: probability that a state unit keeps its previous value at a step (Krueger et al.
-            2017); at evaluation the expectation is used.
+            2017); at evaluation the expectation is used; in [0, 1).
         learn_initial_state: make the initial state a trained parameter instead of zeros.
         backend: how the layer runs over time. ``"auto"`` (default) lets the dispatcher
             (``rnnkit.engine.dispatch``) pick, per call, the fastest path that computes the cell
@@ -68,12 +71,17 @@ class Recurrent(nn.Module):
                  device=None, dtype=None,
                  **cell_options) -> None:
         super().__init__()
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int):
+            raise ArgumentError(f"num_layers must be a positive int, got {num_layers!r}")
+        if num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
-        for name, rate in (("dropout", dropout), ("input_dropout", input_dropout),
-                           ("recurrent_dropout", recurrent_dropout), ("zoneout", zoneout)):
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
+        check_rate("dropout", dropout, closed=True)
+        for name, rate in (("input_dropout", input_dropout), ("recurrent_dropout", recurrent_dropout),
+                           ("zoneout", zoneout)):
+            check_rate(name, rate, closed=False)
+        for name, flag in (("bidirectional", bidirectional), ("batch_first", batch_first),
+                           ("bias", cell_options.get("bias", True))):
+            check_bool(name, flag)
         check_choice("backend", backend, BACKENDS)
         check_choice("bptt", bptt, ("auto", "hand", "autograd"))
         if recurrent_dropout and not cell_class(cell).takes_recurrent_dropout:
@@ -111,6 +119,17 @@ class Recurrent(nn.Module):
 
     _cells_own_parameters = True
 
+    def __getstate__(self) -> dict:
+        """A pickled (or copied) layer leaves the dispatcher's choices behind: they describe calls in
+        this process (rnnkit.serialization; torch.load(weights_only=True) rebuilds the rest)."""
+        state = super().__getstate__()
+        state.pop("_choices", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._choices = {}
+
     def cell_params(self, index: int) -> dict[str, Tensor]:
         """The parameters that cell ``index`` (= layer · D + direction) computes with."""
         return self.cells[index].params()
@@ -123,6 +142,7 @@ class Recurrent(nn.Module):
             state = self._initial_state(B, batch.x)
         else:
             state = read_state(state, self.state_names, self.state_sizes, len(self.cells), B, batch.batched)
+        check_dtype_and_device(batch.x, state, next(iter(self.cell_params(0).values()), None))
         valid = valid_mask(batch.lengths, T, batch.x.device) if batch.lengths is not None else None
         call = self._describe(batch, return_all_states)
 
@@ -233,6 +253,20 @@ class Recurrent(nn.Module):
         options = "".join(f", {k}={v!r}" for k, v in self.cell_options.items())
         return (f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, batch_first={self.batch_first}{options}")
+
+
+def check_bool(name: str, value) -> None:
+    """A flag must be a bool, as torch.nn checks ``bias`` and ``batch_first``: 0, 1 or "False" are
+    refused (``bool("False")`` is True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} ({value!r})")
+
+
+def check_rate(name: str, value, *, closed: bool) -> None:
+    """A probability: a number (not a bool) in [0, 1] when ``closed``, else in [0, 1)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not (0 <= value <= 1 if closed else 0 <= value < 1)):
+        raise ValueError(f"{name} must be a number in [0, 1{']' if closed else ')'}, got {value!r}")
 
 
 def _packed_lengths(packed: PackedSequence) -> list[int]:
