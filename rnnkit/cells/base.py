@@ -29,12 +29,25 @@ Params = Mapping[str, Tensor]
 class RecurrentCell(nn.Module):
     """Base of all cells. Subclasses set ``state_names`` and implement the methods below.
 
-    Class attributes:
+    Args:
+        input_size: I, features of each input step.
+        hidden_size: H, the cell's hidden size.
+        own_parameters: the cell registers its tensors as its own parameters (default); False when a
+            layer keeps them under other names (the drop-in ``rnnkit.LSTM``) and passes them in as ``p``.
+        device, dtype: where and in which dtype the tensors are created.
+
+    Attributes:
         state_names: names of the state tensors, in the order a state tuple holds them
-            (``("h",)`` for an Elman network, ``("h", "c")`` for an LSTM).
+            (``("h",)`` for an Elman network, ``("h", "c")`` for an LSTM); a class attribute.
         takes_recurrent_dropout: whether the cell multiplies a previous state by a recurrent
             matrix, so that Gal & Ghahramani's variational recurrent dropout makes sense.
         fixed_parameters: names of tensors that are not trained (kept as buffers).
+
+    Call: ``y_t, state = cell(x_t, state=None)``
+
+    * x_t: (B, I), one step of the input.
+    * state: a tuple in ``state_names`` order, each (B, S) (``state_sizes()``); None for zeros.
+    * y_t: (B, O) (O = ``output_size``); the new state as a tuple like ``state``.
     """
 
     state_names: tuple[str, ...] = ("h",)

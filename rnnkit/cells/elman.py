@@ -21,14 +21,25 @@ class ElmanCell(RecurrentCell):
     .. math::
         h_t = f(W x_t + b_{ih} + U h_{t-1} + b_{hh})
 
-    with ``f`` = tanh, relu or sigmoid. Parameters (torch.nn.RNN's names and shapes):
-    ``weight_ih`` W (H, I), ``weight_hh`` U (H, H), ``bias_ih`` (H), ``bias_hh`` (H).
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        nonlinearity: f, ``"tanh"`` (default), ``"relu"`` or ``"sigmoid"``.
+        bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+        init: ``"default"`` (every tensor uniform in (−1/√H, 1/√H), as torch.nn.RNN) or
+            ``"identity"``, the IRNN of Le et al. 2015: U = I and both biases zero (usually with
+            ``nonlinearity="relu"``); W keeps the default.
 
-    ``init="identity"`` is the IRNN of Le et al. 2015: U = I and both biases zero (usually with
-    ``nonlinearity="relu"``); W keeps the default U(-1/√H, 1/√H).
+    Attributes:
+        weight_ih: W (H, I) (torch.nn.RNN's names and shapes).
+        weight_hh: U (H, H).
+        bias_ih, bias_hh: b_ih, b_hh (H); absent without ``bias``.
 
     Example:
-        >>> cell = ElmanCell(3, 5, nonlinearity="relu", init="identity")
+        >>> import torch, rnnkit
+        >>> irnn = rnnkit.cells.create("elman", 3, 5, nonlinearity="relu", init="identity")
+        >>> y, (h,) = irnn(torch.randn(2, 3))            # one step from zeros: x_t (B, I)
+        >>> y.shape, bool((y == h).all())                # y_t is h_t, (B, H)
+        (torch.Size([2, 5]), True)
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",

@@ -22,12 +22,32 @@ class EchoStateCell(RecurrentCell):
     .. math::
         \tilde h_t = f(W_{in} x_t + W h_{t-1} + b), \qquad h_t = (1 - α) h_{t-1} + α \tilde h_t
 
-    W (H, H) is random with a fraction ``sparsity`` of its entries zero, scaled so that its
-    spectral radius (largest |eigenvalue|) is ``spectral_radius``; W_in (H, I) is uniform in
-    [−input_scaling, input_scaling]; b is uniform in [−bias_scaling, bias_scaling]; α is
-    ``leak_rate``. ``seed`` makes the reservoir reproducible (in a stacked or bidirectional
-    ``Recurrent``, cell k of the stack gets ``seed + k``). All three are buffers, not parameters.
     Fit a readout with ``rnnkit.cells.esn.fit_ridge`` or use ``rnnkit.EchoStateNetwork``.
+
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        spectral_radius: the largest |eigenvalue| of W, which is drawn random and scaled to it
+            (default 0.9).
+        leak_rate: α, in (0, 1] (default 1: no leak).
+        sparsity: the fraction of W's entries that are zero, in [0, 1) (default 0.9).
+        input_scaling: W_in is uniform in [−input_scaling, input_scaling] (default 1).
+        bias_scaling: b is uniform in [−bias_scaling, bias_scaling] (default 0).
+        nonlinearity: f, ``"tanh"`` (default), ``"relu"`` or ``"sigmoid"``.
+        seed: makes the reservoir reproducible (in a stacked or bidirectional ``Recurrent``, cell k
+            of the stack gets ``seed + k``); None draws from torch's global generator.
+
+    Attributes:
+        weight_ih: W_in (H, I), a buffer (not trained), as are the two below.
+        weight_hh: W (H, H).
+        bias_ih: b (H).
+
+    Example:
+        >>> import torch, rnnkit
+        >>> cell = rnnkit.cells.create("esn", 1, 50, spectral_radius=1.25, leak_rate=0.3, seed=0)
+        >>> round(float(torch.linalg.eigvals(cell.weight_hh).abs().max()), 4)
+        1.25
+        >>> list(cell.parameters())                          # nothing in the reservoir is trained
+        []
     """
 
     takes_recurrent_dropout = False

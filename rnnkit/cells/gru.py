@@ -27,10 +27,31 @@ class GRUCell(RecurrentCell):
         n_t &= \tanh(W_n x_t + b_{in} + U_n (r_t ⊙ h_{t-1}) + b_{hn})  \quad\text{original}  \\
         h_t &= (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
-    Parameters (torch.nn.GRU's names and shapes, gates stacked r, z, n): ``weight_ih`` (3H, I),
-    ``weight_hh`` (3H, H), ``bias_ih`` (3H), ``bias_hh`` (3H); with ``layer_norm`` the input and
-    recurrent pre-activations are layer-normalised separately (``ln_ih_*``, ``ln_hh_*``, each 3H)
-    before the biases are added.
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        variant: ``"standard"`` (default; torch.nn.GRU, cuDNN) or ``"original"`` (Cho et al. 2014:
+            the reset gate before the recurrent product).
+        bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+        layer_norm: the input and recurrent pre-activations layer-normalised separately before the
+            biases are added (``variant="standard"`` only).
+
+    Attributes:
+        weight_ih: (3H, I), gates stacked r, z, n (torch.nn.GRU's names and shapes).
+        weight_hh: (3H, H).
+        bias_ih, bias_hh: (3H).
+        ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias: layer norm's gains and shifts (3H) when
+            ``layer_norm``.
+
+    Example:
+        >>> import torch, rnnkit
+        >>> gru = rnnkit.Recurrent("gru", 3, 8, num_layers=2, bidirectional=True, batch_first=True,
+        ...                        variant="original")
+        >>> x, lengths = torch.randn(2, 7, 3), torch.tensor([7, 4])      # x (B, T, I), true lengths
+        >>> output, h = gru(x, lengths=lengths)
+        >>> output.shape, h.shape                                         # (B, T, D·H), (L·D, B, H)
+        (torch.Size([2, 7, 16]), torch.Size([4, 2, 8]))
+        >>> bool((output[1, 4:] == 0).all())                              # zero past the true end
+        True
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, variant: str = "standard",

@@ -21,10 +21,26 @@ class IndRNNCell(RecurrentCell):
     .. math::
         h_t = f(W x_t + u ⊙ h_{t-1} + b)
 
-    Parameters: ``weight_ih`` W (H, I), ``weight_hh`` u (H) (a vector, not a matrix), ``bias_ih`` b (H).
-    ``f`` is relu by default (the paper's choice). ``recurrent_max``: if set, u is clipped to
-    [-recurrent_max, recurrent_max] in every step (the paper uses 2^{1/T} to keep |u|^T ≤ 2).
     u starts uniform in [0, 1] (or [0, recurrent_max] when smaller), W and b as torch.nn.RNN.
+
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        nonlinearity: f, ``"relu"`` (default, the paper's choice), ``"tanh"`` or ``"sigmoid"``.
+        bias: whether the cell has b.
+        recurrent_max: if set, u is clipped to [−recurrent_max, recurrent_max] in every step (the
+            paper uses 2^{1/T} to keep |u|^T ≤ 2); None (default) leaves u free.
+
+    Attributes:
+        weight_ih: W (H, I).
+        weight_hh: u (H), a vector, not a matrix.
+        bias_ih: b (H).
+
+    Example:
+        >>> import torch, rnnkit
+        >>> layer = rnnkit.Recurrent("indrnn", 3, 8, num_layers=2, recurrent_max=2 ** (1 / 100))
+        >>> output, h = layer(torch.randn(100, 4, 3))                # x (T, B, I)
+        >>> output.shape, layer.cells[0].weight_hh.shape             # (T, B, H); u is (H,)
+        (torch.Size([100, 4, 8]), torch.Size([8]))
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "relu",

@@ -21,11 +21,28 @@ class JordanCell(RecurrentCell):
         y_t &= o(V h_t + c)
 
     The state is the output y (B, O), which is what the layer returns and what is fed back;
-    the hidden h_t is internal. ``output_size`` O defaults to ``hidden_size``; ``f`` (``nonlinearity``)
-    defaults to tanh and ``o`` (``output_nonlinearity``) to tanh (identity, sigmoid, relu allowed).
+    the hidden h_t is internal.
 
-    Parameters: ``weight_ih`` W (H, I), ``weight_hh`` U (H, O), ``bias_ih`` b (H),
-    ``weight_ho`` V (O, H), ``bias_ho`` c (O).
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        output_size: O, the size of y (default H).
+        nonlinearity: f, ``"tanh"`` (default), ``"relu"`` or ``"sigmoid"``.
+        output_nonlinearity: o, ``"tanh"`` (default), ``"identity"``, ``"sigmoid"`` or ``"relu"``.
+        bias: whether the cell has b and c.
+
+    Attributes:
+        weight_ih: W (H, I).
+        weight_hh: U (H, O).
+        bias_ih: b (H).
+        weight_ho: V (O, H).
+        bias_ho: c (O).
+
+    Example:
+        >>> import torch, rnnkit
+        >>> layer = rnnkit.Recurrent("jordan", 3, 8, output_size=2)
+        >>> output, y_last = layer(torch.randn(7, 4, 3))   # x (T, B, I)
+        >>> output.shape, y_last.shape                     # (T, B, O); the state is y: (L·D, B, O)
+        (torch.Size([7, 4, 2]), torch.Size([1, 4, 2]))
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, output_size: int | None = None,

@@ -52,16 +52,39 @@ class LSTMCell(RecurrentCell):
     ``variant="standard"`` is torch.nn.LSTM (no peepholes). The Odyssey variants each change one
     thing: ``nig`` i=1, ``nfg`` f=1, ``nog`` o=1, ``niaf`` g without tanh, ``noaf`` h = o ⊙ c,
     ``np`` no peepholes, ``cifg`` f = 1 − i, ``fgr`` adds R·[i,f,o]_{t-1} to the gates' inputs.
-
-    Parameters: ``weight_ih`` (G·H, I), ``weight_hh`` (G·H, P), ``bias_ih``, ``bias_hh`` (G·H),
-    gates stacked in the order i, f, g, o (torch's), leaving out the ones a variant drops;
-    ``peephole_i|f|o`` (H); ``weight_hr`` (P, H) when ``proj_size`` P > 0 (h_t = W_hr (o ⊙ tanh c_t));
-    ``weight_gg`` (3H, 3H) for ``fgr``; ``ln_*`` gains and shifts when ``layer_norm``:
-    LN(W x) + LN(U h) + b for the gates and h_t = o ⊙ tanh(LN(c_t)) (Ba et al. 2016).
-
     State: (h (B, P or H), c (B, H)), plus the previous gates (B, 3H) for ``fgr``.
-    ``forget_bias``: initial value of the forget gate's bias (1.0 is Jozefowicz et al. 2015's advice;
-    for ``cifg``, whose forget gate is 1 − i = σ(−a_i), the input gate's bias is set to −forget_bias).
+
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        variant: ``"standard"`` (default) or a name of ``LSTM_VARIANTS`` (``"vanilla"``, ``"cifg"``, ...).
+        proj_size: P, in [0, H): when P > 0, h_t = W_hr (o_t ⊙ tanh(c_t)), of size P (LSTMP, Sak et al.).
+        bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+        forget_bias: initial value of the forget gate's bias (None: the default draw; 1.0 is
+            Jozefowicz et al. 2015's advice; for ``cifg``, whose forget gate is 1 − i = σ(−a_i),
+            the input gate's bias is set to −forget_bias).
+        layer_norm: LN(W x) + LN(U h) + b for the gates and h_t = o ⊙ tanh(LN(c_t)) (Ba et al. 2016).
+
+    Attributes:
+        weight_ih: (G·H, I), the G gates stacked in the order i, f, g, o (torch's), leaving out
+            the ones a variant drops.
+        weight_hh: (G·H, P or H).
+        bias_ih, bias_hh: (G·H).
+        peephole_i, peephole_f, peephole_o: p_i, p_f, p_o (H), for the variants with peepholes.
+        weight_hr: (P, H) when ``proj_size`` P > 0.
+        weight_gg: R (3H, 3H) for ``fgr``.
+        ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias: layer norm's gains and shifts (G·H) when
+            ``layer_norm``; ln_c_weight, ln_c_bias (H) for c_t.
+
+    Example:
+        >>> import torch, rnnkit
+        >>> cell = rnnkit.cells.create("lstm", 3, 8, variant="cifg", forget_bias=1.0)
+        >>> y, (h, c) = cell(torch.randn(2, 3))                       # x_t (B, I)
+        >>> h.shape, c.shape, cell.weight_ih.shape                    # cifg: 3 gates (i, g, o)
+        (torch.Size([2, 8]), torch.Size([2, 8]), torch.Size([24, 3]))
+        >>> lstmp = rnnkit.Recurrent("lstm", 3, 8, proj_size=4, variant="vanilla")
+        >>> output, (h, c) = lstmp(torch.randn(7, 2, 3))             # x (T, B, I)
+        >>> output.shape, h.shape, c.shape                            # h projected to P = 4
+        (torch.Size([7, 2, 4]), torch.Size([1, 2, 4]), torch.Size([1, 2, 8]))
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, variant: str = "standard",

@@ -82,11 +82,29 @@ class MinGRUCell(_MinimalCell):
         h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ \tilde h_t
 
     with g(a) = a + ½ for a ≥ 0 and σ(a) otherwise, which keeps \tilde h positive for the scan.
-    Parameters: ``weight_ih`` (2H, I) stacked [z; h̃], ``bias_ih`` (2H).
     A layer runs the step above (``backend="reference"``), the log-space parallel scan over the
     whole sequence (``"parallel_scan"``, first on a GPU) or the coefficients of all steps at once
     and h_t = a_t ⊙ h_{t−1} + b_t in time order (``"scan"``, and its compiled form ``"fused"``, first
     on a CPU); all give the same result (``rnnkit.engine.dispatch``).
+
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        bias: whether the cell has ``bias_ih``.
+
+    Attributes:
+        weight_ih: (2H, I), stacked [z; h̃].
+        bias_ih: (2H).
+
+    Example:
+        >>> import torch, rnnkit
+        >>> x = torch.randn(50, 2, 3)                                     # x (T, B, I)
+        >>> scan = rnnkit.Recurrent("mingru", 3, 8, backend="parallel_scan")
+        >>> loop = rnnkit.Recurrent("mingru", 3, 8, backend="reference")
+        >>> loop.load_state_dict(scan.state_dict())
+        <All keys matched successfully>
+        >>> output, h = scan(x)
+        >>> output.shape, torch.allclose(output, loop(x)[0], atol=1e-4)   # (T, B, H), one result
+        (torch.Size([50, 2, 8]), True)
     """
 
     n_projections = 2
@@ -116,7 +134,20 @@ class MinLSTMCell(_MinimalCell):
         f'_t = f_t / (f_t + i_t), \quad i'_t = i_t / (f_t + i_t), \quad
         h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ \tilde h_t
 
-    Parameters: ``weight_ih`` (3H, I) stacked [f; i; h̃], ``bias_ih`` (3H).
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        bias: whether the cell has ``bias_ih``.
+
+    Attributes:
+        weight_ih: (3H, I), stacked [f; i; h̃].
+        bias_ih: (3H).
+
+    Example:
+        >>> import torch, rnnkit
+        >>> cell = rnnkit.cells.create("minlstm", 3, 8)
+        >>> y, (h,) = cell(torch.randn(2, 3))                # one step from zeros: x_t (B, I)
+        >>> h.shape, cell.weight_ih.shape                    # three projections of the input alone
+        (torch.Size([2, 8]), torch.Size([24, 3]))
     """
 
     n_projections = 3

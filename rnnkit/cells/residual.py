@@ -22,10 +22,24 @@ class ResidualCell(ElmanCell):
     .. math::
         h_t = h_{t-1} + g(x_t, h_{t-1}), \qquad g(x_t, h_{t-1}) = f(W x_t + U h_{t-1} + b)
 
-    with ``f`` = tanh (default), relu or sigmoid. Parameters as torch.nn.RNN: ``weight_ih`` (H, I),
-    ``weight_hh`` (H, H), ``bias_ih``, ``bias_hh`` (H). ``g`` is exactly the Elman cell's update, so
-    this class keeps the Elman cell's parameters, input projection and weight gradients and adds the
-    identity path.
+    ``g`` is exactly the Elman cell's update, so this class keeps the Elman cell's parameters, input
+    projection and weight gradients and adds the identity path.
+
+    Args:
+        input_size, hidden_size: I, H (``own_parameters``, ``device``, ``dtype``: see ``RecurrentCell``).
+        nonlinearity: f, ``"tanh"`` (default), ``"relu"`` or ``"sigmoid"``.
+        bias: whether the cell has ``bias_ih`` and ``bias_hh``.
+
+    Attributes:
+        weight_ih, weight_hh, bias_ih, bias_hh: W (H, I), U (H, H) and the biases (H), as ``ElmanCell``.
+
+    Example:
+        >>> import torch, rnnkit
+        >>> cell = rnnkit.cells.create("residual", 3, 5)
+        >>> h_prev = torch.randn(2, 5)
+        >>> y, (h,) = cell(torch.randn(2, 3), (h_prev,))
+        >>> h.shape, bool(((h - h_prev).abs() <= 1).all())   # h_t − h_{t−1} = tanh(·) ∈ (−1, 1)
+        (torch.Size([2, 5]), True)
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
