@@ -12,6 +12,7 @@
 // sequence replaces h_{t-1} in every recurrent product (original: in U_rz h and in r h), not in
 // z h_{t-1}. Zoneout (Krueger et al. 2017): h_t = m h_{t-1} + (1 - m) h~_t, with h~_t the step's
 // new value above (vec_math.h's Zone).
+#include "checks.h"
 #include "loops.h"
 #include "vec_math.h"
 
@@ -36,8 +37,13 @@ inline void gates_rz(const T* x, const T* rec, int64_t j, int64_t m, int64_t H, 
 std::vector<torch::Tensor> gru_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor weight_hh_t,
                                        torch::Tensor bias_hh, torch::Tensor recurrent_mask, torch::Tensor zoneout_h,
                                        double zoneout_rate, bool original, std::vector<int64_t> running) {
-  const int64_t T = u.size(0), B = u.size(1), H = h0.size(1), G = 3 * H;
-  TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
+  check_steps(u, "u");
+  const int64_t T = u.size(0), B = u.size(1), H = hidden_size_of(h0, "h0"), G = 3 * H;
+  TORCH_CHECK(u.size(2) == G, "u must have shape (T, B, 3H) = (", T, ", ", B, ", ", G, "), got ", u.sizes());
+  check_dense(h0, "h0", u, {B, H});
+  check_matrix(weight_hh_t, "weight_hh_t", u, {H, G});
+  check_optional(bias_hh, "bias_hh", u, {G});
+  check_running(running, T, B);
   auto gates = step_buffer(u.sizes(), u.options(), running);
   auto saved = step_buffer({T, B, H}, u.options(), running);
   auto h_all = step_buffer({T, B, H}, u.options(), running);
@@ -127,8 +133,17 @@ std::vector<torch::Tensor> gru_backward(torch::Tensor grad_h_all, torch::Tensor 
                                         torch::Tensor weight_hh, torch::Tensor recurrent_mask,
                                         torch::Tensor zoneout_h, double zoneout_rate, bool original,
                                         std::vector<int64_t> running) {
-  const int64_t T = gates.size(0), B = gates.size(1), H = h0.size(1), G = 3 * H;
-  TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
+  check_steps(gates, "gates");
+  const int64_t T = gates.size(0), B = gates.size(1), H = hidden_size_of(h0, "h0"), G = 3 * H;
+  TORCH_CHECK(gates.size(2) == G, "gates must have shape (T, B, 3H) = (", T, ", ", B, ", ", G, "), got ",
+              gates.sizes());
+  check_dense(grad_h_all, "grad_h_all", gates, {T, B, H});
+  check_dense(grad_h, "grad_h", gates, {B, H});
+  check_dense(saved, "saved", gates, {T, B, H});
+  check_dense(h_all, "h_all", gates, {T, B, H});
+  check_dense(h0, "h0", gates, {B, H});
+  check_matrix(weight_hh, "weight_hh", gates, {G, H});
+  check_running(running, T, B);
   auto d_u = step_buffer(gates.sizes(), gates.options(), running);
   auto d_rec = step_buffer(gates.sizes(), gates.options(), running);
   auto dh = grad_h.clone();                              // rows not yet started hold the final grads

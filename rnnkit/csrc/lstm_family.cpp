@@ -23,6 +23,7 @@
 // with s~_t the step's new value (vec_math.h's Zone); the output is the zoned h_t. The gates' own
 // equations see the zoned previous state and produce the candidates s~_t, so the backward needs
 // the candidate c~_t (tanh(c~_t), o's peephole) besides the zoned c_{t-1}.
+#include "checks.h"
 #include "loops.h"
 #include "vec_math.h"
 
@@ -209,8 +210,20 @@ void backward_pointwise(const Layout& L, int64_t n, const T* gates, const T* c_p
 Layout layout_of(int64_t H, int64_t G, const std::vector<int64_t>& offsets, bool cifg, bool g_identity,
                  bool h_identity) {
   TORCH_CHECK(offsets.size() == 4, "offsets must list the blocks of i, f, g, o");
+  TORCH_CHECK(G % H == 0, "u's last dimension (", G, ") must be a multiple of the hidden size (", H, ")");
+  for (int64_t k = 0; k < 4; ++k)
+    TORCH_CHECK(offsets[k] >= -1 && offsets[k] < G / H, "offsets[", k, "] must be a gate block in [0, ", G / H,
+                ") or -1 (absent), got ", offsets[k]);
   auto at = [&](int64_t k) { return offsets[k] < 0 ? int64_t(-1) : offsets[k] * H; };
   return Layout{H, G, at(0), at(1), at(2), at(3), cifg, g_identity, h_identity};
+}
+
+// The peepholes p_i, p_f, p_o: each (H) or empty.
+void check_peepholes(const torch::Tensor& p_i, const torch::Tensor& p_f, const torch::Tensor& p_o,
+                     const torch::Tensor& like, int64_t H) {
+  check_optional(p_i, "p_i", like, {H});
+  check_optional(p_f, "p_f", like, {H});
+  check_optional(p_o, "p_o", like, {H});
 }
 
 }  // namespace
@@ -230,9 +243,19 @@ std::vector<torch::Tensor> lstm_family_forward(torch::Tensor u, torch::Tensor h0
                                                torch::Tensor zoneout_c, torch::Tensor zoneout_ifo,
                                                double zoneout_rate, std::vector<int64_t> offsets, bool cifg,
                                                bool g_identity, bool h_identity, std::vector<int64_t> running) {
-  const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = h0.size(1);
+  check_steps(u, "u");
+  const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = hidden_size_of(h0, "h0");
   const Layout L = layout_of(H, G, offsets, cifg, g_identity, h_identity);
-  TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
+  check_dense(h0, "h0", u, {B, H});
+  check_dense(c0, "c0", u, {B, H});
+  check_matrix(weight_hh_t, "weight_hh_t", u, {H, G});
+  check_optional(bias_hh, "bias_hh", u, {G});
+  check_peepholes(p_i, p_f, p_o, u, H);
+  if (!absent(weight_gg_t)) {
+    check_matrix(weight_gg_t, "weight_gg_t", u, {3 * H, 3 * H});
+    check_dense(ifo0, "ifo0", u, {B, 3 * H});
+  }
+  check_running(running, T, B);
   auto gates = step_buffer(u.sizes(), u.options(), running);
   auto h_all = step_buffer({T, B, H}, u.options(), running);
   auto c_all = step_buffer({T, B, H}, u.options(), running);
@@ -314,9 +337,22 @@ std::vector<torch::Tensor> lstm_family_backward(torch::Tensor grad_h_all, torch:
                                                 torch::Tensor zoneout_ifo, double zoneout_rate,
                                                 std::vector<int64_t> offsets, bool cifg, bool g_identity,
                                                 bool h_identity, std::vector<int64_t> running) {
-  const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = c0.size(1);
+  check_steps(gates, "gates");
+  const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = hidden_size_of(c0, "c0");
   const Layout L = layout_of(H, G, offsets, cifg, g_identity, h_identity);
-  TORCH_CHECK(static_cast<int64_t>(running.size()) == T, "running must give one count per step");
+  check_dense(grad_h_all, "grad_h_all", gates, {T, B, H});
+  check_dense(grad_h, "grad_h", gates, {B, H});
+  check_dense(grad_c, "grad_c", gates, {B, H});
+  check_dense(c_all, "c_all", gates, {T, B, H});
+  check_dense(c0, "c0", gates, {B, H});
+  check_matrix(weight_hh, "weight_hh", gates, {G, H});
+  check_peepholes(p_i, p_f, p_o, gates, H);
+  if (!absent(weight_gg)) {
+    check_matrix(weight_gg, "weight_gg", gates, {3 * H, 3 * H});
+    check_dense(grad_ifo, "grad_ifo", gates, {B, 3 * H});
+  }
+  check_optional(c_cand, "c_cand", gates, {T, B, H});
+  check_running(running, T, B);
   auto d_a = step_buffer(gates.sizes(), gates.options(), running);
   auto dh = grad_h.clone(), dc = grad_c.clone();         // rows not yet started hold the final grads
   auto dh_step = torch::empty({B, H}, gates.options());

@@ -11,6 +11,7 @@
 //   delta_t = g_t + a_{t+1} delta_{t+1},  dL/da_t = delta_t (h_{t-1} - g~_t),  dL/dg~_t = delta_t (1 - a_t)
 // and the gates' derivatives as in the cells' coefficients_backward. Steps at or past a sequence's
 // length (lengths (B), or empty for all T) carry the state unchanged (a = 1, b = 0).
+#include "checks.h"
 #include "loops.h"
 #include "vec_math.h"
 
@@ -52,12 +53,25 @@ inline Coefficients<T> coefficients(const T* u, int64_t j, int64_t m, int64_t H,
 
 inline bool active(const int64_t* lengths, int64_t b, int64_t t) { return !lengths || t < lengths[b]; }
 
+// Checks u (T, B, 2H or 3H), h0 (B, H) and lengths (B or empty); returns H.
+int64_t check_scan_arguments(const torch::Tensor& u, const torch::Tensor& h0, const torch::Tensor& lengths,
+                             bool lstm) {
+  check_steps(u, "u");
+  const int64_t H = hidden_size_of(h0, "h0"), gates = lstm ? 3 : 2;
+  TORCH_CHECK(u.size(2) == gates * H, "u must have shape (T, B, ", gates, "H) = (", u.size(0), ", ", u.size(1),
+              ", ", gates * H, "), got ", u.sizes());
+  check_dense(h0, "h0", u, {u.size(1), H});
+  check_lengths(lengths, u.size(1));
+  return H;
+}
+
 }  // namespace
 
 // u (T, B, G) with G = 2H (minGRU) or 3H (minLSTM); h0 (B, H). Returns h (T, B, H); past a
 // sequence's end h holds its last state, so h[T-1] is the final state.
 torch::Tensor minimal_scan_forward(torch::Tensor u, torch::Tensor h0, torch::Tensor lengths, bool lstm) {
-  const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = h0.size(1);
+  const int64_t H = check_scan_arguments(u, h0, lengths, lstm);
+  const int64_t T = u.size(0), B = u.size(1), G = u.size(2);
   auto h_all = torch::empty({T, B, H}, u.options());
   const int64_t* len = lengths.defined() && lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "minimal_scan_forward", [&] {
@@ -88,7 +102,10 @@ torch::Tensor minimal_scan_forward(torch::Tensor u, torch::Tensor h0, torch::Ten
 // and dh0 (B, H).
 std::vector<torch::Tensor> minimal_scan_backward(torch::Tensor u, torch::Tensor h_all, torch::Tensor h0,
                                                  torch::Tensor grad_h, torch::Tensor lengths, bool lstm) {
-  const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = h0.size(1);
+  const int64_t H = check_scan_arguments(u, h0, lengths, lstm);
+  const int64_t T = u.size(0), B = u.size(1), G = u.size(2);
+  check_dense(h_all, "h_all", u, {T, B, H});
+  check_dense(grad_h, "grad_h", u, {T, B, H});
   auto du = torch::zeros_like(u);
   auto carry = torch::zeros({B, H}, u.options());      // a_{t+1} delta_{t+1}
   const int64_t* len = lengths.defined() && lengths.numel() ? lengths.data_ptr<int64_t>() : nullptr;

@@ -93,6 +93,7 @@ inline void check_zoneout_mask(const torch::Tensor& keep, int64_t T, int64_t B, 
   TORCH_CHECK(keep.dim() == 3 && keep.size(0) == T && keep.size(1) == B && keep.size(2) == S, name,
               " must have shape (", T, ", ", B, ", ", S, "), got ", keep.sizes());
   TORCH_CHECK(keep.stride(2) == 1 && keep.stride(1) == S, name, "'s (B, S) block of each step must be contiguous");
+  TORCH_CHECK(keep.device().is_cpu(), name, " must be on the CPU, got ", keep.device());
   TORCH_CHECK(keep.scalar_type() == like.scalar_type(), name, " must have dtype ", like.scalar_type(), ", got ",
               keep.scalar_type());
 }
@@ -102,6 +103,7 @@ inline void check_recurrent_mask(const torch::Tensor& mask, int64_t B, int64_t S
   if (!mask.defined() || !mask.numel()) return;
   TORCH_CHECK(mask.dim() == 2 && mask.size(0) == B && mask.size(1) == S, "recurrent_mask must have shape (", B,
               ", ", S, "), got ", mask.sizes());
+  TORCH_CHECK(mask.device().is_cpu(), "recurrent_mask must be on the CPU, got ", mask.device());
   TORCH_CHECK(mask.is_contiguous() && mask.scalar_type() == like.scalar_type(),
               "recurrent_mask must be contiguous with dtype ", like.scalar_type());
 }
