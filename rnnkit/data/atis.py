@@ -31,9 +31,11 @@ class AtisUtterance(NamedTuple):
 def iter_atis(folder: PathType) -> Iterator[AtisUtterance]:
     """Yield each utterance of an ATIS split folder (``seq.in``, ``seq.out``, ``label``).
 
-    Raises FileNotFoundError naming a missing file, and DataFormatError naming the file and line when
-    the files have different lengths, a line has no words or no intent, or the tag count of a
-    ``seq.out`` line differs from the word count of the same ``seq.in`` line.
+    Raises:
+        FileNotFoundError: naming a missing file.
+        DataFormatError: naming the file and line when the files have different lengths, a line has
+            no words or no intent, or the tag count of a ``seq.out`` line differs from the word count
+            of the same ``seq.in`` line.
     """
     words_path, tags_path, intent_path = (Path(folder) / name for name in FILES)
     rows = iter_aligned_lines(words_path, tags_path, intent_path)

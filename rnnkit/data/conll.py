@@ -36,8 +36,9 @@ def iter_conllu(path: PathType, column: str = "upos") -> Iterator[TaggedSentence
         column: which field gives the tags: ``"upos"`` (17 universal tags), ``"xpos"`` (the treebank's
             own, PTB tags for English), or any other column name of ``COLUMNS`` (``"deprel"``, ...).
 
-    Raises DataFormatError on a word line without 10 tab-separated fields, with an ID that is not a
-    word number, a range or a decimal, or whose word numbers do not run 1, 2, 3, ... in its sentence.
+    Raises:
+        DataFormatError: a word line without 10 tab-separated fields, with an ID that is not a word
+            number, a range or a decimal, or whose word numbers do not run 1, 2, 3, ... in its sentence.
     """
     if column not in COLUMNS[1:]:
         raise ValueError(f"column must be one of {COLUMNS[1:]}, got {column!r}")

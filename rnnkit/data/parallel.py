@@ -48,8 +48,9 @@ def iter_parallel(source_path: PathType, target_path: PathType, tokenize: Tokeni
                   lowercase: bool = False) -> Iterator[SentencePair]:
     """Yield a SentencePair per line of two line-aligned files (each may be gzipped).
 
-    Raises DataFormatError when the files have different lengths (naming the shorter file and the line
-    it lacks) or when a line has no tokens on one side (naming that file and line).
+    Raises:
+        DataFormatError: when the files have different lengths (naming the shorter file and the line
+            it lacks) or when a line has no tokens on one side (naming that file and line).
     """
     rows = iter_aligned_lines(source_path, target_path)
 

@@ -167,11 +167,12 @@ class TreeBatch(NamedTuple):
     down to a leaf), so that both children of a node lie in lower levels. Nodes are numbered level
     after level; inside a level, tree by tree and left to right. N nodes, L leaves, B trees.
 
-    * words: (L,) word id of leaf i (leaves are nodes 0 .. L-1).
-    * left, right: (N,) index of each node's left / right child; -1 for the leaves.
-    * labels: (N,) label id of every node.
-    * level_sizes: nodes per level; level k is nodes ``sum(level_sizes[:k]) ..`` on.
-    * roots: (B,) the node index of each tree's root, in the order of the trees given.
+    Attributes:
+        words: (L,) word id of leaf i (leaves are nodes 0 .. L-1).
+        left, right: (N,) index of each node's left / right child; -1 for the leaves.
+        labels: (N,) label id of every node.
+        level_sizes: nodes per level; level k is nodes ``sum(level_sizes[:k]) ..`` on.
+        roots: (B,) the node index of each tree's root, in the order of the trees given.
     """
 
     words: Tensor

@@ -15,7 +15,8 @@ class Vocabulary:
         unknown: the symbol unknown ones map to (``"<unk>"``); None to refuse unknown symbols
             (label sets where an unseen label is an error).
 
-    ``pad_index`` is the id of ``"<pad>"`` when the vocabulary has it, else None.
+    Attributes:
+        pad_index: the id of ``"<pad>"`` when the vocabulary has it, else None.
     """
 
     def __init__(self, symbols: Sequence[str], unknown: str | None = UNK) -> None:

@@ -40,7 +40,11 @@ Loss = Callable[[Tensor], Tensor]
 class GradientFlow:
     r"""What ``gradient_flow`` measured, per step k (0-based here: k = 0 … T−1) and per sequence b.
 
-    Attributes (CPU tensors, in the layer's dtype):
+    The distance of step k from the end of sequence b is d = T_b − 1 − k (T − k with steps
+    counted from 1); ``by_distance`` lines the sequences up by it. The tensors are on the CPU, in
+    the layer's dtype.
+
+    Attributes:
         grad_norm: (T, B) ‖∂L/∂h_k‖₂, the Euclidean norm of the gradient reaching the state after
             step k (all paths from h_k to L), 0 past the sequence's end.
         jacobian_norm: (T, B) ‖∂h_T/∂h_k‖₂, the spectral norm (largest singular value) of the
@@ -48,9 +52,6 @@ class GradientFlow:
             identity), 0 past the end. None when ``jacobian=False``.
         lengths: (B,) each sequence's length T_b.
         state: which state tensor h is (``"h"``, or ``"c"`` for the LSTM's cell state, ...).
-
-    The distance of step k from the end of sequence b is d = T_b − 1 − k (T − k with steps
-    counted from 1); ``by_distance`` lines the sequences up by it.
     """
     grad_norm: Tensor
     jacobian_norm: Tensor | None
@@ -104,6 +105,10 @@ def gradient_flow(layer: Recurrent, x: Tensor, loss: Loss | None = None, lengths
                   state: str | None = None, jacobian: bool = True) -> GradientFlow:
     r"""Measure ‖∂L/∂h_k‖ and ‖∂h_T/∂h_k‖₂ at every step k of a single-layer, unidirectional layer.
 
+    The Jacobian is exact: autograd backpropagates each unit vector e_j from h_T (S of them,
+    batched with ``is_grads_batched``), which gives row j of ∂h_T/∂h_k for every k at once.
+    Sequences in a batch do not interact, so each b gets its own (S, S) Jacobian.
+
     Args:
         layer: a ``Recurrent`` (or ``rnnkit.RNN``/``LSTM``/``GRU``) with one layer, one direction.
             It runs as at evaluation: no dropout, zoneout in expectation.
@@ -117,9 +122,8 @@ def gradient_flow(layer: Recurrent, x: Tensor, loss: Loss | None = None, lengths
         jacobian: also compute the Jacobian norms (costs one batched backward pass of S vectors
             and T·B singular-value decompositions of S × S matrices).
 
-    The Jacobian is exact: autograd backpropagates each unit vector e_j from h_T (S of them,
-    batched with ``is_grads_batched``), which gives row j of ∂h_T/∂h_k for every k at once.
-    Sequences in a batch do not interact, so each b gets its own (S, S) Jacobian.
+    Returns:
+        A ``GradientFlow``.
     """
     check_single_layer(layer, "gradient_flow")
     batch = read_batch(layer, x, lengths)

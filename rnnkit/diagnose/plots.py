@@ -17,9 +17,20 @@ from .gradient_flow import GradientFlow
 
 
 def plot_gradient_flow(results: Mapping[str, GradientFlow], path, *, title: str | None = None) -> Path:
-    r"""Two panels against the distance d = T − k, log-scale y, one line per cell:
-    ‖∂L/∂h_k‖ (left) and ‖∂h_T/∂h_k‖₂ (right, when measured). A straight falling line is a
-    geometric decay ρ^d (vanishing gradient), a rising one an explosion. Returns the path."""
+    r"""A PNG of gradient flows: ‖∂L/∂h_k‖ and ‖∂h_T/∂h_k‖₂ against the distance d = T − k.
+
+    Two panels, log-scale y, one line per cell: ‖∂L/∂h_k‖ (left) and ‖∂h_T/∂h_k‖₂ (right, when
+    measured). A straight falling line is a geometric decay ρ^d (vanishing gradient), a rising one
+    an explosion.
+
+    Args:
+        results: ``GradientFlow`` by the label of its line (a cell spec: ``"lstm"``, ``"elman:relu"``).
+        path: where the PNG is written.
+        title: above both panels.
+
+    Returns:
+        The path written.
+    """
     if not results:
         raise ValueError("plot_gradient_flow needs at least one result")
     with_jacobian = all(r.jacobian_norm is not None for r in results.values())
@@ -44,8 +55,16 @@ def plot_gradient_flow(results: Mapping[str, GradientFlow], path, *, title: str 
 
 
 def plot_gate_activity(gates: Mapping[str, Tensor], path, *, title: str | None = None) -> Path:
-    """One heatmap per gate (units × time, colour 0 … 1), stacked, time on the x axis.
-    ``gates`` maps a gate's name to its (T, H) activations (``gate_activity``). Returns the path."""
+    """A PNG of one heatmap per gate (units × time, colour 0 … 1), stacked, time on the x axis.
+
+    Args:
+        gates: a gate's name to its (T, H) activations (``gate_activity``).
+        path: where the PNG is written.
+        title: above the panels.
+
+    Returns:
+        The path written.
+    """
     if not gates:
         raise ValueError("plot_gate_activity needs at least one gate")
     T, H = next(iter(gates.values())).shape

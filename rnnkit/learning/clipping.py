@@ -46,9 +46,11 @@ class GradientClipper:
         norm_type: q of the total norm (2 by default; ``math.inf`` for the largest entry).
         error_if_nonfinite: raise if the total norm is nan or inf (instead of clipping with it).
 
-    Call ``clipper(parameters) -> float``: clips the ``.grad`` of ``parameters`` in place and
-    returns the total norm before clipping, also appended to ``clipper.history``. With neither
-    limit the call only measures the norm.
+    Call: ``norm = clipper(parameters)``
+
+    * parameters: an iterable of tensors; their ``.grad`` is clipped in place.
+    * norm: the total norm before clipping (a float), also appended to ``clipper.history``. With
+      neither limit the call only measures it.
     """
 
     def __init__(self, max_norm: float | None = None, max_value: float | None = None, *,

@@ -48,14 +48,18 @@ to it when the learning rate is small, as Williams & Zipser note.
 Shapes: B batch (each sequence has its own M_t), S state numbers, P trained cell parameters,
 I input size.
 
-Example::
+Example:
 
-    cell = rnnkit.cells.create("lstm", 3, 16)
-    readout = torch.nn.Linear(16, 2)
-    rtrl = RTRL(cell, readout)
-    rtrl.reset(batch_size=4)
-    for x_t, y_t in zip(x, y):                    # x (T, 4, 3), y (T, 4, 2)
-        output, loss = rtrl.step(x_t, y_t, torch.nn.functional.mse_loss)   # grads into .grad
+>>> import torch, rnnkit
+>>> from rnnkit.learning import RTRL
+>>> cell, readout = rnnkit.cells.create("lstm", 3, 16), torch.nn.Linear(16, 2)
+>>> rtrl = RTRL(cell, readout)
+>>> rtrl.reset(batch_size=4)
+>>> x, y = torch.randn(10, 4, 3), torch.randn(10, 4, 2)          # x (T, B, I), targets (T, B, K)
+>>> for x_t, y_t in zip(x, y):
+...     output, loss = rtrl.step(x_t, y_t, torch.nn.functional.mse_loss)   # dℓ_t/dθ into .grad
+>>> output.shape, rtrl.sensitivity.shape                         # (B, K); M_t (B, S, P): S = 2H
+(torch.Size([4, 2]), torch.Size([4, 32, 1344]))
 """
 from __future__ import annotations
 
@@ -100,15 +104,15 @@ class ParameterLayout:
 class RTRL:
     """Exact real-time recurrent learning for one cell and an optional readout (module docstring).
 
+    ``reset(batch_size)``, then ``step(x_t, target_t, loss_fn)`` once per time step; every step's
+    gradient dℓ_t/dθ is added to the ``.grad`` of the cell's and the readout's parameters at once,
+    so after step t they hold the gradient of ℓ_1 + … + ℓ_t (plus whatever was there).
+
     Args:
         cell: a cell of ``rnnkit.cells`` that owns its parameters, e.g.
             ``rnnkit.cells.create("gru", I, H)`` or ``rnnkit.Recurrent(...).cells[0]``.
         readout: optional module applied to the cell's output y_t (B, O) before the loss, e.g.
             ``nn.Linear(O, K)``; its gradient is the step's own (it has no recurrence).
-
-    Use: ``reset(batch_size)``, then ``step(x_t, target_t, loss_fn)`` once per time step; every
-    step's gradient dℓ_t/dθ is added to the ``.grad`` of the cell's and the readout's parameters at
-    once, so after step t they hold the gradient of ℓ_1 + … + ℓ_t (plus whatever was there).
     """
 
     def __init__(self, cell: RecurrentCell, readout: nn.Module | None = None) -> None:
@@ -163,8 +167,10 @@ class RTRL:
 
         ``loss_fn(output, target_t)`` (or ``loss_fn(output)`` when ``target_t`` is None) must
         return a scalar; ``output`` is the readout's output, or y_t without a readout. Without
-        ``loss_fn`` the step only advances the state and M_t. Returns (output (B, ·), ℓ_t or None),
-        both detached.
+        ``loss_fn`` the step only advances the state and M_t.
+
+        Returns:
+            (output (B, ·), ℓ_t or None), both detached.
         """
         output, loss, grads = self.step_gradients(x_t, target_t, loss_fn)
         if grads is not None:
@@ -269,9 +275,11 @@ def rtrl_gradient(cell: RecurrentCell, x: Tensor, loss_fn: LossFn, targets: Tens
     """d(Σ_t ℓ_t)/d(every trained tensor) over the sequence x (T, B, I), computed forwards by RTRL.
 
     ℓ_t = ``loss_fn(output_t, targets[t])`` (or ``loss_fn(output_t)`` without ``targets``), with
-    output_t the readout of y_t. Returns the cell's gradients by name and the readout's as
-    ``"readout.<name>"``; ``.grad`` is left alone. ``learner(cell, readout)``: RTRL, or an
+    output_t the readout of y_t; ``.grad`` is left alone. ``learner(cell, readout)``: RTRL, or an
     approximation with the same interface (``rnnkit.learning.UORO``).
+
+    Returns:
+        {name: gradient}: the cell's tensors by their names, the readout's as ``"readout.<name>"``.
     """
     T = _check_sequence(x, targets)
     rtrl = learner(cell, readout)
@@ -292,7 +300,9 @@ def train_online(cell: RecurrentCell, readout: nn.Module | None, x: Tensor, targ
     For t = 1 … T: zero the gradients, run RTRL's step t on x[t] (B, I) against targets[t] (which
     puts dℓ_t/dθ and dℓ_t/dφ into ``.grad``), and step the optimiser. The sensitivities are carried
     across the updates, which is exact only for a fixed θ (module docstring, "Online training").
-    Returns the loss of every step, (T,), each measured before that step's update.
+
+    Returns:
+        The loss of every step, (T,), each measured before that step's update.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")

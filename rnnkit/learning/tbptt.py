@@ -39,13 +39,17 @@ state is zeroed before the step (no value and no gradient crosses the boundary; 
 layer with a learned initial state). ``reset(mask)``
 zeroes the flagged streams before the next chunk; ``reset()`` forgets everything.
 
-Example::
+Example:
 
-    layer = rnnkit.Recurrent("lstm", 8, 32)
-    head = torch.nn.Linear(32, 8)
-    tbptt = TBPTT(layer, k1=50, head=head)
-    optimizer = torch.optim.Adam([*layer.parameters(), *head.parameters()], lr=1e-3)
-    result = tbptt.train(x, y, torch.nn.functional.mse_loss, optimizer)   # x (T, B, 8), y (T, B, 8)
+>>> import torch, rnnkit
+>>> from rnnkit.learning import TBPTT
+>>> layer, head = rnnkit.Recurrent("lstm", 8, 32), torch.nn.Linear(32, 8)
+>>> tbptt = TBPTT(layer, k1=50, head=head)
+>>> optimizer = torch.optim.Adam([*layer.parameters(), *head.parameters()], lr=1e-3)
+>>> x, y = torch.randn(200, 4, 8), torch.randn(200, 4, 8)          # the stream (T, B, I), its targets
+>>> result = tbptt.train(x, y, torch.nn.functional.mse_loss, optimizer)
+>>> len(result.losses), tbptt.state[0].shape                       # a step per chunk; (h, c) carried on
+(4, torch.Size([1, 4, 32]))
 """
 from __future__ import annotations
 
