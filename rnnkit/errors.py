@@ -23,6 +23,11 @@ class DtypeError(TypeError, ValueError):
     (torch.nn: ValueError)."""
 
 
+class StateDtypeError(DtypeError, RuntimeError):
+    """An initial state whose dtype is not the input's (torch.nn: RuntimeError, from its kernel's
+    matrix product)."""
+
+
 class ArgumentError(TypeError, ValueError):
     """A constructor argument torch.nn refuses with the other one of TypeError and ValueError:
     a num_layers that is not an int, a proj_size given to RNN or GRU."""

@@ -10,6 +10,8 @@ J. L. Ba, J. R. Kiros, G. E. Hinton, "Layer Normalization", arXiv:1607.06450, 20
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -98,6 +100,9 @@ class LSTMCell(RecurrentCell):
         self.variant, self.proj_size, self.bias = variant, proj_size, bias
         self.layer_norm = bool(layer_norm)
         self.gates = _GATES.get(variant, "ifgo")
+        if forget_bias is not None and (isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float))
+                                        or not math.isfinite(forget_bias)):
+            raise ValueError(f"forget_bias must be a finite number or None, got {forget_bias!r}")
         if forget_bias is not None and variant in ("nfg",):
             raise ValueError(f"forget_bias must be None for variant {variant!r}, which has no forget gate "
                              f"(f = 1); got forget_bias={forget_bias!r}")

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..engine import check_lengths
-from ..errors import DeviceError, DtypeError, ShapeError
+from ..errors import DeviceError, DtypeError, ShapeError, StateDtypeError
 
 
 @dataclass
@@ -103,6 +103,9 @@ def check_dtype_and_device(x: Tensor, state: tuple[Tensor, ...] | None, weight: 
         if s.device != x.device:
             raise DeviceError(f"state is on device {s.device} but the input is on device {x.device}; "
                               f"move the state (state.to({str(x.device)!r}))")
+        if s.dtype != x.dtype and not _autocasting(x.device.type):
+            raise StateDtypeError(f"state must have the input's dtype {x.dtype}, got {s.dtype}; convert it: "
+                                  f"state.to({x.dtype})")
 
 
 def _autocasting(device_type: str) -> bool:
