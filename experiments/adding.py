@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common import (Clock, TrainLog, fmt, markdown_table, parse_args, report, seed_everything,
-                    train_for)
+from common import Clock, TrainLog, fmt, markdown_table, parse_args, report, train_for
 from rnnkit.models.regressor import SequenceRegressor
 from rnnkit.tasks import ADDING_BASELINE_MSE, adding_problem, copy_memory, memoryless_cross_entropy
+from rnnkit.train.rng import seed_everything
 
 SOLVED_MSE = 0.01
 N_SYMBOLS, N_CATEGORIES = 10, 8
@@ -130,8 +130,8 @@ def train_and_test(model, make_batch, loss_of, lr: float, sizes: Sizes, seconds:
     data = torch.Generator().manual_seed(seed + 1)
     x_val, y_val = make_batch(sizes.test_size // 2, torch.Generator().manual_seed(10_000 + seed))
     log = train_for(model, lambda: make_batch(sizes.batch_size, data), loss_of, seconds=seconds,
-                    max_steps=sizes.max_steps, lr=lr, every=sizes.every,
-                    evaluate=lambda: loss_of(model, x_val, y_val), stop_below=stop_below)
+                    max_steps=sizes.max_steps, lr=lr, seed=seed, every=sizes.every,
+                    dev_batch=(x_val, y_val), stop_below=stop_below)
     if log.diverged_at is not None:
         return log, math.nan                          # no score for a diverged run
     x_test, y_test = make_batch(sizes.test_size, torch.Generator().manual_seed(20_000 + seed))

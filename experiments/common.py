@@ -1,10 +1,11 @@
-"""What every experiment script shares: its command line, seeds, a time budget, one training loop,
-and the writer that puts a study's table into ``docs/results.md``.
+"""What every experiment script shares: its command line, a time budget, the training run of the
+studies that train their own models (``train_for``, through ``rnnkit.Trainer``), and the writer
+that puts a study's table into ``docs/results.md``. Seeds come from ``rnnkit.train.rng``.
 
-Each script runs one study of issue 7 and replaces only its own section of the results file, the
-text between ``<!-- study:KEY -->`` and ``<!-- /study:KEY -->``, stamped with the exact command,
-the date, ``os.cpu_count()``, the torch and rnnkit versions and the budget. The file says at its
-top that it is generated; numbers in it come only from these scripts.
+Each script runs one study and replaces only its own section of the results file, the text
+between ``<!-- study:KEY -->`` and ``<!-- /study:KEY -->``, stamped with the exact command, the
+date, ``os.cpu_count()``, the torch and rnnkit versions and the budget. The file says at its top
+that it is generated; numbers in it come only from these scripts.
 
 Common options (``parse_args``)::
 
@@ -20,7 +21,6 @@ import argparse
 import datetime
 import math
 import os
-import random
 import re
 import shlex
 import sys
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -39,8 +38,9 @@ if str(REPO_ROOT) not in sys.path:         # so that scripts can import benchmar
     sys.path.insert(0, str(REPO_ROOT))
 
 import rnnkit  # noqa: E402  (after the path fix, so that the checkout's rnnkit is the one used)
+from rnnkit.train import Trainer, TrainConfig  # noqa: E402
 
-# The studies of issue 7, in the order their sections appear in the results file.
+# The studies, in the order their sections appear in the results file.
 STUDIES: dict[str, str] = {
     "adding": "1. Adding problem and copy memory",
     "odyssey": "2. The LSTM search-space odyssey, in small",
@@ -123,13 +123,6 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     return "python " + shlex.join([script_text, *arguments])
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # --------------------------------------------------------------------------------------- budget
 class Clock:
     """A wall-clock budget, shared out among the runs still to come."""
@@ -166,47 +159,70 @@ class TrainLog:
     diverged_at: int | None = None
 
 
+class StudyLoss:
+    """A study's loss as the trainer's task (``rnnkit.train.task``): a batch is a tuple of the
+    arguments after the model, ``loss_of(model, *batch)`` is the training loss and the dev metric
+    ``loss`` (the mean over the dev batches; lower is better)."""
+
+    metric = "loss"
+    higher_is_better = False
+    loss_unit = "batches"
+
+    def __init__(self, loss_of: Callable[..., Tensor]) -> None:
+        self.loss_of = loss_of
+
+    def training_loss(self, model: nn.Module, batch: tuple) -> tuple[Tensor, dict[str, int]]:
+        return self.loss_of(model, *batch), {"batches": 1}
+
+    def evaluate(self, model: nn.Module, batches) -> dict[str, float]:
+        values = [float(self.loss_of(model, *batch)) for batch in batches]
+        return {"loss": sum(values) / len(values)}
+
+
 def train_for(model: nn.Module, next_batch: Callable[[], tuple], loss_of: Callable[..., Tensor], *,
-              seconds: float, max_steps: int, lr: float, clip: float = 1.0, every: int = 50,
-              evaluate: Callable[[], float] | None = None, stop_below: float | None = None) -> TrainLog:
+              seconds: float, max_steps: int, lr: float, seed: int, clip: float = 1.0, every: int = 50,
+              dev_batch: tuple | None = None, stop_below: float | None = None) -> TrainLog:
     """Adam on ``loss_of(model, *next_batch())`` until ``seconds`` or ``max_steps`` run out, with
-    the gradient norm clipped to ``clip``. Every ``every`` steps the mean training loss is logged
-    and, when given, ``evaluate()`` (a held-out metric) is called; training stops early once it
-    falls below ``stop_below``. A loss that is not finite ends training (a diverged run is a
-    result: ``diverged_at`` says at which step) rather than stepping on with NaN weights."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    log, window, start = TrainLog(), [], time.perf_counter()
-    model.train()
-    while log.steps < max_steps and time.perf_counter() - start < seconds:
-        loss = loss_of(model, *next_batch())
-        if not math.isfinite(loss.item()):
-            log.diverged_at = log.steps + 1
-            break
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        log.steps += 1
-        window.append(loss.item())
-        if log.steps % every == 0:
-            log.losses.append(sum(window) / len(window))
-            window = []
-            if evaluate is not None:
-                value = _evaluated(model, evaluate)
-                log.evaluations.append((log.steps, value))
-                if stop_below is not None and value < stop_below:
-                    log.solved = True
-                    break
+    the gradient norm clipped to ``clip``, through ``rnnkit.Trainer``. Every ``every`` steps the
+    mean training loss is logged and, when ``dev_batch`` is given, ``loss_of(model, *dev_batch)`` is
+    evaluated (in eval mode, without gradients); training stops early once that falls below
+    ``stop_below``. A loss that is not finite ends training (a diverged run is a result:
+    ``diverged_at`` says at which step) rather than stepping on with NaN weights.
+
+    The trainer seeds the global generators with ``seed`` when it starts, so a model that draws
+    random numbers while it trains (dropout) draws them from ``seed``; the studies' models draw none.
+    The trainer has no rule "stop once the dev metric is below a value": the stream of fresh batches
+    ends there instead (the trainer asks for the next batch only after the step's evaluation).
+    """
+    log = TrainLog()
+    if seconds <= 0:                                 # the trainer takes at least one step; no time, none
+        return log
+    config = TrainConfig(optimizer="adam", lr=lr, clip_norm=clip, epochs=1, max_steps=max_steps,
+                         max_minutes=seconds / 60, seed=seed, shuffle=False, progress=False,
+                         eval_every=every if dev_batch is not None else None, tensorboard=False)
+    objective = StudyLoss(loss_of)
+    trainer = Trainer(model, objective, config)
+    history = trainer.history
+
+    def solved() -> bool:
+        return (stop_below is not None and bool(history.evaluations)
+                and history.evaluations[-1][objective.metric] < stop_below)
+
+    def batches(epoch: int):
+        while not solved():
+            yield next_batch()
+
+    start = time.perf_counter()
+    try:
+        trainer.fit(batches, None if dev_batch is None else [dev_batch])
+    except FloatingPointError:                       # the trainer's word for a loss that is not finite
+        log.diverged_at = history.steps + 1
     log.seconds = time.perf_counter() - start
+    log.steps, log.solved = history.steps, solved()
+    log.losses = [sum(history.losses[k:k + every]) / every
+                  for k in range(0, len(history.losses) - every + 1, every)]
+    log.evaluations = [(record["step"], record[objective.metric]) for record in history.evaluations]
     return log
-
-
-def _evaluated(model: nn.Module, evaluate: Callable[[], float]) -> float:
-    model.eval()
-    with torch.no_grad():
-        value = float(evaluate())
-    model.train()
-    return value
 
 
 # ------------------------------------------------------------------------------------- results

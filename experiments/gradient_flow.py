@@ -21,11 +21,12 @@ import math
 import torch
 
 # common first: it puts the repository root on sys.path, which makes benchmarks/ importable.
-from common import Clock, figure_path, fmt, markdown_table, parse_args, report, seed_everything  # isort: skip
+from common import Clock, figure_path, fmt, markdown_table, parse_args, report  # isort: skip
 import adding
 from benchmarks.rtrl_cost import fitted_exponent, seconds_per_step
 from rnnkit.diagnose import decay_table, gradient_flow, plot_gradient_flow
 from rnnkit.learning import RTRL
+from rnnkit.train.rng import seed_everything
 
 CELLS = ("tanh RNN", "LSTM", "GRU")
 RTRL_SIZES = (8, 16, 32, 64, 128, 256, 512)

@@ -32,11 +32,12 @@ from pathlib import Path
 import torch
 
 import adding
-from common import Clock, fmt, figure_path, markdown_table, parse_args, report, seed_everything, train_for
+from common import Clock, fmt, figure_path, markdown_table, parse_args, report, train_for
 from rnnkit.cells.lstm import VARIANTS
 from rnnkit.data.text import read_characters
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.models.language_model import LanguageModel
+from rnnkit.train.rng import seed_everything
 
 DEFAULT_TEXT = Path("/work/shared/data/tinyshakespeare/input.txt")
 ODYSSEY = ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr")
@@ -134,7 +135,7 @@ def train_chars(variant: str, trial: Trial, data: CharData, sizes: Sizes, second
                           variant=variant)
     generator = torch.Generator().manual_seed(trial.seed + 1)
     log = train_for(model, lambda: char_batch(data, sizes, generator), lm_loss, seconds=seconds,
-                    max_steps=max_steps, lr=trial.lr, every=sizes.every)
+                    max_steps=max_steps, lr=trial.lr, seed=trial.seed, every=sizes.every)
     if log.diverged_at is not None:
         return Run(math.inf, log.steps, log.seconds)  # a diverged run: worse than any other
     model.eval()

@@ -1,6 +1,8 @@
 """The experiment scripts keep working (their --smoke mode, run as a user runs them), their results
 writer replaces one study's section and nothing else, and the NARMA generator follows its equation."""
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -404,9 +406,104 @@ def test_train_for_stops_at_a_non_finite_loss_and_says_where():
     def loss_of(model, x):
         return model(x).sum() * 0 + next(losses)
 
-    log = common.train_for(model, lambda: (torch.ones(1, 2),), loss_of, seconds=60, max_steps=10, lr=0.1)
+    log = common.train_for(model, lambda: (torch.ones(1, 2),), loss_of, seconds=60, max_steps=10, lr=0.1, seed=0)
     assert (log.steps, log.diverged_at) == (2, 3)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def hand_written_loop(model, next_batch, loss_of, *, max_steps, lr, clip, every, dev_batch, stop_below):
+    """The loop studies 1 and 2 used before they trained through rnnkit.Trainer, written out: Adam,
+    the gradient norm clipped, the dev loss every ``every`` steps, stop once it is below
+    ``stop_below``. Returns each step's loss, the evaluations (step, value) and the batches drawn."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses, evaluations, drawn = [], [], 0
+    model.train()
+    for step in range(1, max_steps + 1):
+        batch, drawn = next_batch(), drawn + 1
+        loss = loss_of(model, *batch)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % every == 0:
+            model.eval()
+            with torch.no_grad():
+                evaluations.append((step, loss_of(model, *dev_batch).item()))
+            model.train()
+            if evaluations[-1][1] < stop_below:
+                break
+    return losses, evaluations, drawn
+
+
+def adding_run(loop, stop_below, **options):
+    """Study 1's LSTM on a small adding problem (T = 12), trained by ``loop``; its step losses
+    (as the loss function saw them in training mode), the loop's result, the weights and the
+    number of batches drawn."""
+    import adding
+    adding.seed_everything(5)
+    model = adding.adding_model(adding.CONTENDERS[4], 12, 16)
+    data, step_losses, drawn = torch.Generator().manual_seed(6), [], []
+    dev_batch = adding.adding_batch(64, 12, torch.Generator().manual_seed(7))
+
+    def next_batch():
+        drawn.append(1)
+        return adding.adding_batch(8, 12, data)
+
+    def loss_of(model, x, y):
+        loss = adding.mse_loss(model, x, y)
+        if model.training:
+            step_losses.append(loss.item())
+        return loss
+
+    result = loop(model, next_batch, loss_of, max_steps=60, lr=1e-2, clip=1.0, every=5, dev_batch=dev_batch,
+                  stop_below=stop_below, **options)
+    return step_losses, result, [p.detach().clone() for p in model.parameters()], len(drawn)
+
+
+def test_train_for_through_the_trainer_gives_the_hand_written_loops_losses_step_for_step():
+    """Bit for bit: every step's loss, every evaluation, the final weights and the batches drawn, both
+    when the run ends at max_steps and when it stops at the first evaluation below the threshold."""
+    _, (_, full_evaluations, _), _, _ = adding_run(hand_written_loop, stop_below=-math.inf)
+    values = [value for _, value in full_evaluations]
+    # the first evaluation after the first that beats every earlier one: the run must stop there
+    j = next(k for k in range(1, len(values)) if values[k] < min(values[:k]))
+    for stop_below, expected_steps in ((-math.inf, 60), ((values[j] + min(values[:j])) / 2, 5 * (j + 1))):
+        losses, (_, evaluations, _), weights, drawn = adding_run(hand_written_loop, stop_below)
+        new_losses, log, new_weights, new_drawn = adding_run(common.train_for, stop_below, seconds=600, seed=5)
+        assert len(losses) == log.steps == drawn == new_drawn == expected_steps
+        assert new_losses == losses
+        assert log.evaluations == evaluations
+        assert log.losses == [sum(losses[k:k + 5]) / 5 for k in range(0, expected_steps, 5)]
+        assert log.solved == (expected_steps < 60) and log.diverged_at is None
+        assert all(torch.equal(a, b) for a, b in zip(weights, new_weights))
+
+
+def test_train_for_without_time_takes_no_step():
+    model = torch.nn.Linear(2, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    log = common.train_for(model, lambda: pytest.fail("no batch may be drawn"), lambda m, x: m(x).sum(),
+                           seconds=0.0, max_steps=10, lr=0.1, seed=0)
+    assert (log.steps, log.losses, log.diverged_at) == (0, [], None)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_the_studies_seed_with_rnnkits_one_seed_helper():
+    import adding
+    import gradient_flow
+    import odyssey
+    from rnnkit.train.rng import seed_everything
+    assert not hasattr(common, "seed_everything")
+    assert adding.seed_everything is odyssey.seed_everything is gradient_flow.seed_everything is seed_everything
+
+
+def test_no_text_of_the_studies_points_at_an_issue():
+    files = [*sorted((REPO / "experiments").glob("*.py")), REPO / "experiments" / "README.md",
+             REPO / "docs" / "results.md"]
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}" for path in files
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if re.search(r"\bissues?\b", line, flags=re.IGNORECASE)]
+    assert not found, "\n".join(found)
 
 
 def test_adding_reports_a_diverged_run_as_such():
