@@ -46,7 +46,7 @@ Published figure: reservoirpy's quick example (Trouvain, Pedrelli, Dinh & Hinaut
 *ReservoirPy: an efficient and user-friendly library to design echo state networks*, ICANN 2020;
 README of github.com/reservoirpy/reservoirpy) forecasts `mackey_glass(n_timesteps=2000)` one step
 ahead with `Reservoir(units=100, lr=0.3, sr=1.25)` and `Ridge(ridge=1e-5)`, fitted on
-`X[:500] -> X[1:501]` with `warmup=100` and run on `X[501:-1]`; issue 7 quotes its RMSE as 0.002
+`X[:500] -> X[1:501]` with `warmup=100` and run on `X[501:-1]`; its RMSE is quoted as 0.002
 (we did not find the printed value in the stored copy of the README we checked). Their reservoir
 differs in details from ours (their input weights are sparse ±1, ours dense uniform; their bias
 differs), so equal RMSEs are not expected to the digit. NARMA-10: errors reported for 100-unit

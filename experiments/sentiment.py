@@ -52,7 +52,7 @@ GOALS = {"sst2": 0.84, "sst5": 0.48}
 TAI_TREE_LSTM_FINE = 51.0
 PUBLISHED = f"""\
 Published figures: Tai, Socher & Manning 2015 (arXiv:1503.00075), Table 2: the constituency
-Tree-LSTM reaches **{TAI_TREE_LSTM_FINE}%** fine-grained (SST-5) root accuracy (the figure issue 7 quotes)
+Tree-LSTM reaches **{TAI_TREE_LSTM_FINE}%** fine-grained (SST-5) root accuracy (the study's reference figure)
 with GloVe vectors tuned during training; their bidirectional LSTM baseline gets about 49% fine-grained
 and 87% binary (from our reading of the same table, not verified here). Their binary models, and
 ours, train on every labelled phrase of the training trees and are scored on whole sentences."""

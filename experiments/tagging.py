@@ -44,10 +44,10 @@ SMOKE_MODEL = dict(cell="lstm", bidirectional=True, layers=1, embedding=8, hidde
 GOALS = {"upos": 0.95, "slot_f1": 0.95, "intent": 0.97}
 PUBLISHED_COLUMN = {"upos": "94.4 (UDPipe 1)", "slot_f1": "94.2-95.9; 95.2 (Goo et al.)", "intent": "94.1 (Goo et al.)"}
 PUBLISHED = """\
-Published figures. EWT: UDPipe 1 reports 94.4% UPOS accuracy (the figure issue 7 quotes; Straka,
+Published figures. EWT: UDPipe 1 reports 94.4% UPOS accuracy (the study's reference figure; Straka,
 Hajič & Straková 2016, LREC, for an earlier UD release of the English treebank: not verified here,
 and the treebank has been revised since). ATIS: recurrent slot-filling papers report slot F1 from
-94.2 to 95.9 (the range issue 7 quotes, not verified here); the intent goal of 97% is issue 7's. On
+94.2 to 95.9 (the study's reference range, not verified here); the intent goal of 97% is the study's own. On
 the split used here (Goo et al. 2018's, the one in the shared data folder), whose test set is harder
 than its dev set, Goo et al.'s slot-gated attention BiLSTM reports slot F1 95.2 and intent accuracy
 94.1 (*Slot-Gated Modeling for Joint Slot Filling and Intent Prediction*, NAACL 2018; figures as

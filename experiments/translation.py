@@ -46,7 +46,7 @@ TUTORIAL_BLEU = {"none": 20.6, "bahdanau": 28.3}
 PUBLISHED = f"""\
 Published figures: the PyTorch seq2seq tutorial's GRU encoder-decoder on Multi30k De→En, BLEU
 {TUTORIAL_BLEU['none']} without attention and {TUTORIAL_BLEU['bahdanau']} with Bahdanau attention, trained on a
-GPU (the figures issue 7 quotes; which tutorial and which BLEU implementation were not verified
+GPU (the study's reference figures; which tutorial and which BLEU implementation were not verified
 here). Their models, tokenisation and number of epochs differ from ours, so the gain from attention
 is the figure to compare more than either score."""
 

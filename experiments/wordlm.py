@@ -51,7 +51,7 @@ SMOKE_DATA = dict(level="word", seq_len=5)
 PAPER_TEST_PERPLEXITY = 114.5
 PUBLISHED = f"""\
 Published figure: Zaremba, Sutskever & Vinyals 2014 (arXiv:1409.2329), Table 1, the non-regularised
-LSTM (2 × 200, 13 epochs): test perplexity **{PAPER_TEST_PERPLEXITY}**, the figure issue 7 quotes; their
+LSTM (2 × 200, 13 epochs): test perplexity **{PAPER_TEST_PERPLEXITY}**, the study's reference figure; their
 medium and large models, with dropout, reach 82.7 and 78.4 (figures not re-read from the paper here)."""
 
 
