@@ -24,9 +24,6 @@ EXACT = dict(atol=1e-12, rtol=0.0)
 I, H, B, T = 3, 4, 5, 6
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 # ----- plain-torch building blocks (no rnnkit code) ----------------------------------------------
 def sigma(a):
     return 1.0 / (1.0 + torch.exp(-a))

@@ -13,8 +13,6 @@ from rnnkit.cli import main
 from rnnkit.commands.settings import parse_option, resolve_settings
 from rnnkit.train import TrainConfig, latest_checkpoint
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TINY = ["--hidden", "8", "--embedding", "8", "--batch-size", "8", "--no-progress", "--no-tensorboard"]
 
 

@@ -7,9 +7,8 @@ import torch
 import rnnkit
 from rnnkit.engine import fused, ops
 
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(not fused.available(), reason="rnnkit._fused is not built (tests/test_fused.py "
-                                                                 "fails on that)")]
+pytestmark = pytest.mark.skipif(not fused.available(), reason="rnnkit._fused is not built (tests/test_fused.py "
+                                                               "fails on that)")
 
 # (cell, options, the custom op its layer runs with lengths on the CPU)
 LAYERS = [("lstm", {"variant": "vanilla"}, "lstm_family_forward"), ("lstm", {}, "lstm_family_forward"),

@@ -8,8 +8,6 @@ import torch
 from rnnkit.data.batching import bucket_batches, count_stream_batches, pad_batch, stream_batches
 from rnnkit.data.labelled import read_sst_sentences
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def padding_fraction(batches: list[list[int]], lengths: list[int]) -> float:
     """Padded positions over real positions, when each batch is padded to its longest member."""

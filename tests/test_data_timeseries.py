@@ -10,8 +10,6 @@ import pytest
 from rnnkit.data.errors import DataFormatError
 from rnnkit.data.timeseries import read_series_csv, read_series_txt, read_uea_arff, read_ucr, sliding_windows
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def raises_at(path: Path, line: int, match: str = ""):
     return pytest.raises(DataFormatError, match=rf"^{re.escape(str(path))}:{line}: .*{match}")

@@ -11,7 +11,7 @@ import rnnkit.layers.recurrent as recurrent_module
 from rnnkit.cells import RecurrentCell
 from rnnkit.engine import dispatch, explain
 
-pytestmark = pytest.mark.usefixtures("one_thread", "generated_path_without_inductor")
+pytestmark = pytest.mark.usefixtures("generated_path_without_inductor")
 
 
 class GatedCell(RecurrentCell):

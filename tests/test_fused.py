@@ -7,8 +7,6 @@ import torch
 import rnnkit
 from rnnkit.engine import fused
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 COVERED = [("lstm", v) for v in ("vanilla", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr",
                                    "standard")] \
     + [("gru", "standard"), ("gru", "original")]

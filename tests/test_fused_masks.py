@@ -7,8 +7,7 @@ import rnnkit
 from rnnkit.engine import fused, ops
 from rnnkit.engine.loop import reference_loop
 
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(not fused.available(), reason="rnnkit's compiled loops are not built")]
+pytestmark = pytest.mark.skipif(not fused.available(), reason="rnnkit's compiled loops are not built")
 
 CELLS = [("lstm", "vanilla"), ("lstm", "standard"), ("lstm", "cifg"), ("lstm", "nig"), ("lstm", "fgr"),
          ("gru", "standard"), ("gru", "original")]

@@ -4,8 +4,6 @@ import torch
 
 from rnnkit.models.attention import Attention
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 B, S, HQ, HK = 3, 5, 4, 6
 LENGTHS = torch.tensor([5, 2, 3])
 

@@ -6,8 +6,6 @@ import torch
 
 from rnnkit.models.crf import LinearChainCRF
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def random_crf(num_tags: int, seed: int = 0) -> LinearChainCRF:
     """A CRF in float64 whose scores are large enough that paths differ clearly."""

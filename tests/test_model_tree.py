@@ -14,8 +14,6 @@ from rnnkit.metrics import accuracy
 from rnnkit.models.tree import BinaryTreeLSTM, RecursiveNN, TreeClassifier
 from rnnkit.models.tree_batch import check_tree_arrays
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 WORDS = ["good", "bad", "not", "very", "film", "the", "."]
 COMPOSITIONS = {"tree-lstm": BinaryTreeLSTM, "recursive": RecursiveNN}
 

@@ -15,7 +15,7 @@ import torch
 import rnnkit
 from rnnkit.engine import explain
 
-pytestmark = pytest.mark.usefixtures("one_thread", "generated_path_without_inductor")
+pytestmark = pytest.mark.usefixtures("generated_path_without_inductor")
 
 TOLERANCE = dict(atol=6e-2, rtol=6e-2)
 CASES = [  # (cell, options, the path the dispatcher takes, as asserted); lengths send torch's cells to "fused"

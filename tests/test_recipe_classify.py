@@ -11,8 +11,6 @@ from rnnkit.recipes import get_recipe, run
 from rnnkit.recipes.classify import detect_format
 from quiet_runs import quiet_config, write_lines
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TINY = {"hidden": 8, "embedding": 8}
 POSITIVE, NEGATIVE = ("good", "great", "fine"), ("bad", "awful", "poor")
 FILLERS = ("the", "film", "was", "a", "movie", "plot", "really", "quite")

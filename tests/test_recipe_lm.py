@@ -14,8 +14,6 @@ from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.lm import join_tokens
 from quiet_runs import quiet_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TEXT = ("the quick brown fox jumps over the lazy dog\n"
         "a lazy dog sleeps in the sun\n"
         "\n"

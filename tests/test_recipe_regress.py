@@ -8,8 +8,6 @@ from rnnkit.data.errors import DataFormatError
 from rnnkit.recipes import run
 from quiet_runs import quiet_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TINY = {"hidden": 8}
 
 

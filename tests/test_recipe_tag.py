@@ -14,8 +14,6 @@ from rnnkit.recipes import data_options_for, get_recipe, model_options_for, run
 from rnnkit.recipes.tag import is_bio
 from quiet_runs import quiet_config, write_lines
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TINY = {"hidden": 8, "embedding": 8}
 CITIES = ("boston", "denver", "dallas", "new york", "san francisco", "atlanta")
 

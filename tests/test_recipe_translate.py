@@ -17,8 +17,6 @@ from rnnkit.recipes import get_recipe, model_options_for, run
 from rnnkit.recipes.translate import detokenize
 from quiet_runs import quiet_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 DICTIONARY = {"one": "un", "two": "deux", "three": "trois", "four": "quatre", "five": "cinq",
               "six": "six", "seven": "sept", "eight": "huit", "red": "rouge", "cat": "chat"}
 SMALL = {"hidden": 16, "embedding": 8, "cell": "gru"}

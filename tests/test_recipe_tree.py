@@ -13,8 +13,6 @@ from rnnkit.recipes import get_recipe, run
 from rnnkit.recipes.base import model_options_for
 from quiet_runs import quiet_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 SENTIMENT = {"awful": 0, "bad": 1, "dull": 1, "the": 2, "movie": 2, "plot": 2, "is": 2, "and": 2,
              "good": 3, "fine": 3, "great": 4}
 SMALL = {"hidden": 16, "embedding": 8}

@@ -11,7 +11,7 @@ from rnnkit.cells.functional import affine, summed_outer
 from rnnkit.testing import CHECKS, check_cell
 from user_cells import TinyCell
 
-pytestmark = pytest.mark.usefixtures("one_thread", "generated_path_without_inductor")
+pytestmark = pytest.mark.usefixtures("generated_path_without_inductor")
 
 
 @pytest.mark.parametrize("name", cells.available())

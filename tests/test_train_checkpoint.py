@@ -17,8 +17,6 @@ from rnnkit.train.checkpoint import (CheckpointError, best_checkpoint, checkpoin
 from rnnkit.train.rng import capture_rng_state, restore_rng_state
 from rnnkit.train.schedule import LearningRateSchedule
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 class TiedModel(nn.Module):
     """An LSTM language-model shape with the output layer tied to the embedding (shared memory)."""

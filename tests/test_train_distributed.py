@@ -18,7 +18,6 @@ from rnnkit.train.checkpoint import latest_checkpoint, load_checkpoint
 from rnnkit.train.distributed import DistributedContext
 from rnnkit.train.logging import read_csv
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -20,8 +20,6 @@ from rnnkit.train import precision as precision_module
 from rnnkit.train.trainer import to_device
 from test_train_trainer import AddingModel, adding_batches
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TINY = ["--hidden", "8", "--embedding", "8", "--batch-size", "8", "--no-progress", "--no-tensorboard"]
 
 

@@ -24,7 +24,6 @@ from rnnkit.train.checkpoint import checkpoint_path, latest_checkpoint, list_che
 from rnnkit.train.logging import read_csv, train_columns
 from rnnkit.train.schedule import LearningRateSchedule
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 
 
