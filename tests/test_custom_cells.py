@@ -25,7 +25,7 @@ from user_cells import TinyCell
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "custom-cells.md"
 
-pytestmark = pytest.mark.usefixtures("one_thread", "generated_path_without_inductor")
+pytestmark = pytest.mark.usefixtures("generated_path_without_inductor")
 
 
 @pytest.fixture(autouse=True)
@@ -304,6 +304,7 @@ def test_train_refuses_a_cell_spec_that_does_not_import_before_reading_any_data(
 
 
 # ----- docs/custom-cells.md ----------------------------------------------------------------------------
+@pytest.mark.slow          # the whole page, check_cell with its compiled paths included
 def test_the_custom_cells_page_runs_in_order():
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
     assert len(blocks) >= 4

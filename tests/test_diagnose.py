@@ -345,6 +345,7 @@ def run_module(*args, cwd):
                           cwd=cwd, timeout=120)
 
 
+@pytest.mark.slow          # a fresh interpreter importing torch
 def test_python_m_rnnkit_gradient_flow_writes_a_png(tmp_path):
     out = tmp_path / "flow.png"
     done = run_module("diagnose", "gradient-flow", "--cells", "elman,lstm,gru", "--length", "200",

@@ -19,7 +19,8 @@ CELLS = ([("lstm", {"variant": v}) for v in LSTM_VARIANTS]
 
 
 # The generated path compiles a graph per cell configuration (seconds each): its wiring is checked on
-# cells of each kind of state and gating, and on a user's cell (test_a_users_cell_on_the_generated_path)
+# cells of each kind of state and gating (marked slow: the full suite runs them, the fast local loop
+# -m "not slow" leaves them out), and on a user's cell (test_a_users_cell_on_the_generated_path)
 GENERATED_SAMPLE = [("lstm", {"variant": "standard"}), ("lstm", {"layer_norm": True}), ("gru", {}), ("jordan", {}),
                     ("mingru", {})]
 
@@ -39,7 +40,8 @@ def _cases(cells):
                 else ("auto",)
             for bptt in bptts:
                 label = "-".join([name, *(f"{k}={v}" for k, v in options.items()), backend, bptt])
-                yield pytest.param(name, options, backend, bptt, id=label)
+                yield pytest.param(name, options, backend, bptt, id=label,
+                                   marks=pytest.mark.slow if backend == "generated" else ())
 
 
 CASES = list(_cases(CELLS))
@@ -109,7 +111,7 @@ def test_a_users_cell_on_the_generated_path():
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru"])
-@pytest.mark.parametrize("backend", ["fused", "generated", "reference"])
+@pytest.mark.parametrize("backend", ["fused", pytest.param("generated", marks=pytest.mark.slow), "reference"])
 def test_zoneout_draws_the_same_masks_for_the_second_derivative(name, backend):
     """In training zoneout draws random masks; the second derivative recomputes the forward, which
     must replay the same draws (the check fails if it draws new ones)."""

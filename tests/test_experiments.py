@@ -12,8 +12,6 @@ import torch
 
 from rnnkit.tasks.narma import narma, narma_targets
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))
 import common  # noqa: E402
@@ -65,6 +63,7 @@ def excerpts(tmp_path):
     return {"odyssey": ["--text", str(text)], "esn": ["--series", str(series)]}
 
 
+@pytest.mark.slow          # each runs a study's script end to end
 @pytest.mark.parametrize("script,study,figure", [
     ("adding", "adding", None),
     ("odyssey", "odyssey", "odyssey.png"),
@@ -145,6 +144,7 @@ def mini_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,figure", RECIPE_STUDIES)
 def test_recipe_study_smoke_run_replaces_only_its_section(tmp_path, mini_data, script, figure):
     foreign = OTHER_FOREIGN if script == "tagging" else FOREIGN

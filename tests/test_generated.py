@@ -1,8 +1,9 @@
 """The generated path (a cell's own step compiled by torch.compile) equals the plain step loop.
 
 Most tests compile with the "aot_eager" backend (dynamo's trace and AOTAutograd's partitioning,
-run with ATen ops: the mechanism without Inductor's compile cost); the tests marked ``inductor``
-compile with Inductor, as the path does by default.
+run with ATen ops: the mechanism without Inductor's compile cost); the tests named ``inductor``
+compile with Inductor, as the path does by default. The sweeps over every cell (a compile per cell
+configuration) are marked slow: ``pytest -m "not slow"`` keeps the mechanism's tests.
 """
 import pytest
 import torch
@@ -137,6 +138,7 @@ def assert_same(expected, actual, tol):
             torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 
 
+@pytest.mark.slow          # one compile per cell configuration: seconds each
 @pytest.mark.parametrize("name,options", CELLS, ids=IDS)
 def test_matches_plain_loop_with_lengths_mask_eval_zoneout_and_kept_states(name, options):
     cell = make_cell(name, options, 4, 5, torch.float64)
@@ -149,6 +151,7 @@ def test_matches_plain_loop_with_lengths_mask_eval_zoneout_and_kept_states(name,
 ZONEOUT_CELLS = [CELLS[0], CELLS[3], CELLS[5], CELLS[9]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,options", ZONEOUT_CELLS, ids=[IDS[CELLS.index(c)] for c in ZONEOUT_CELLS])
 def test_matches_plain_loop_with_training_zoneout_under_one_seed(name, options):
     """The zoneout masks are drawn before the loop in the plain loop's order: one seed, one draw."""
@@ -157,6 +160,7 @@ def test_matches_plain_loop_with_training_zoneout_under_one_seed(name, options):
     assert_same(expected, actual, 1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,options", CELLS[:4], ids=IDS[:4])
 def test_matches_plain_loop_in_float32(name, options):
     cell = make_cell(name, options, 4, 6, torch.float32)
