@@ -10,6 +10,7 @@ from rnnkit.data.timeseries import read_uea_arff, read_ucr
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.metrics import accuracy
 from rnnkit.models.classifier import SequenceClassifier
+from rnnkit.models.encoder import EncoderConfig
 from rnnkit.models.pooling import POOLING_METHODS, AttentionPooling, Pooling, max_pool, mean_pool
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,12 +107,15 @@ def test_pooling_rejects_bad_arguments():
 
 
 # ---------------------------------------------------------------------------------------- classifier
+SMALL = EncoderConfig("lstm", hidden_size=3, bidirectional=True)      # the classifier's default, smaller
+
+
 @pytest.mark.parametrize("pooling", POOLING_METHODS)
 @pytest.mark.parametrize("cell,bidirectional", [("lstm", True), ("gru", False)])
 def test_each_sentence_is_classified_as_it_would_be_alone(pooling, cell, bidirectional):
     torch.manual_seed(0)
-    model = SequenceClassifier(30, 4, embedding_dim=6, hidden_size=5, cell=cell, num_layers=2,
-                               bidirectional=bidirectional, pooling=pooling).double().eval()
+    encoder = EncoderConfig(cell, 5, num_layers=2, bidirectional=bidirectional)
+    model = SequenceClassifier(30, 4, embedding_dim=6, encoder=encoder, pooling=pooling).double().eval()
     lengths = torch.tensor([6, 2, 4])
     tokens = torch.randint(1, 30, (3, 6))              # past each end: real token ids, not padding
     logits = model(tokens, lengths)
@@ -127,7 +131,7 @@ def test_each_sentence_is_classified_as_it_would_be_alone(pooling, cell, bidirec
 
 def test_time_series_features_are_classified_as_they_would_be_alone():
     torch.manual_seed(0)
-    model = SequenceClassifier(num_classes=3, input_size=2, hidden_size=4, cell="gru",
+    model = SequenceClassifier(num_classes=3, input_size=2, encoder=EncoderConfig("gru", 4, bidirectional=True),
                                pooling="max").double()
     x, lengths = torch.randn(2, 7, 2, dtype=torch.float64), torch.tensor([7, 3])
     logits = model(x, lengths)
@@ -137,7 +141,7 @@ def test_time_series_features_are_classified_as_they_would_be_alone():
 
 def test_without_lengths_every_step_counts():
     torch.manual_seed(0)
-    model = SequenceClassifier(20, 2, embedding_dim=4, hidden_size=3, pooling="mean").double()
+    model = SequenceClassifier(20, 2, embedding_dim=4, encoder=SMALL, pooling="mean").double()
     tokens = torch.randint(1, 20, (2, 5))
     torch.testing.assert_close(model(tokens), model(tokens, torch.tensor([5, 5])))
 
@@ -146,7 +150,7 @@ def test_pretrained_embeddings_start_the_embedding_and_can_be_frozen():
     torch.manual_seed(0)
     vectors = torch.randn(12, 4)
     for freeze in (True, False):
-        model = SequenceClassifier(12, 2, hidden_size=3, embedding_weights=vectors,
+        model = SequenceClassifier(12, 2, encoder=SMALL, embedding_weights=vectors,
                                    freeze_embeddings=freeze, padding_idx=0)
         torch.testing.assert_close(model.embedding.weight, vectors)
         assert model.embedding.weight.data_ptr() != vectors.data_ptr()        # a copy, not the caller's
@@ -159,7 +163,7 @@ def test_pretrained_embeddings_start_the_embedding_and_can_be_frozen():
 
 def test_a_frozen_embedding_does_not_move_in_training():
     torch.manual_seed(0)
-    model = SequenceClassifier(10, 2, embedding_dim=4, hidden_size=3, freeze_embeddings=True)
+    model = SequenceClassifier(10, 2, embedding_dim=4, encoder=SMALL, freeze_embeddings=True)
     before = model.embedding.weight.clone()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     loss = torch.nn.functional.cross_entropy(model(torch.tensor([[1, 2, 3]])), torch.tensor([1]))
@@ -169,10 +173,10 @@ def test_a_frozen_embedding_does_not_move_in_training():
 
 
 def test_cell_options_reach_the_cell():
-    model = SequenceClassifier(10, 2, embedding_dim=4, hidden_size=3, cell="lstm", variant="cifg")
+    model = SequenceClassifier(10, 2, embedding_dim=4, encoder=EncoderConfig("lstm", 3, options={"variant": "cifg"}))
     assert model.encoder.rnn.cells[0].variant == "cifg"
     with pytest.raises((TypeError, ValueError), match="varient"):
-        SequenceClassifier(10, 2, embedding_dim=4, hidden_size=3, cell="lstm", varient="cifg")
+        SequenceClassifier(10, 2, embedding_dim=4, encoder=EncoderConfig("lstm", 3, options={"varient": "cifg"}))
 
 
 def test_classifier_rejects_bad_arguments_and_inputs():
@@ -184,11 +188,11 @@ def test_classifier_rejects_bad_arguments_and_inputs():
         SequenceClassifier(10)
     with pytest.raises(ValueError, match=r"embedding_weights must have shape \(vocab_size=9, E\), got \(10, 4\)"):
         SequenceClassifier(9, 2, embedding_weights=torch.zeros(10, 4))
-    tokens_model = SequenceClassifier(10, 2, embedding_dim=4, hidden_size=3)
+    tokens_model = SequenceClassifier(10, 2, embedding_dim=4, encoder=SMALL)
     with pytest.raises(ValueError, match=r"inputs must be token ids of shape \(B, T\).*"
                                          r"torch.float32 of shape \(1, 3\)"):
         tokens_model(torch.zeros(1, 3))
-    features_model = SequenceClassifier(num_classes=2, input_size=3, hidden_size=3)
+    features_model = SequenceClassifier(num_classes=2, input_size=3, encoder=SMALL)
     with pytest.raises(ValueError, match=r"shape \(B, T, input_size=3\), got torch.float32 of shape \(1, 4, 2\)"):
         features_model(torch.zeros(1, 4, 2))
 
@@ -228,8 +232,8 @@ def test_sst2_sentiment_beats_the_majority_class(shared_data):
             yield ids, lengths_, torch.tensor([int(examples[i].label) for i in indices])
 
     torch.manual_seed(0)
-    model = SequenceClassifier(len(vocabulary), 2, embedding_dim=64, hidden_size=64, cell="gru",
-                               pooling="last", dropout=0.3, padding_idx=vocabulary.pad_index)
+    model = SequenceClassifier(len(vocabulary), 2, embedding_dim=64, pooling="last", dropout=0.3,
+                               encoder=EncoderConfig("gru", 64, bidirectional=True), padding_idx=vocabulary.pad_index)
     train_classifier(model, [list(batches(train, 32, seed)) for seed in range(3)], lr=3e-3)
     with torch.no_grad():
         dev_batches = list(batches(dev, 200, shuffle=False))
@@ -246,8 +250,8 @@ def series_accuracy_and_baseline(x_train, y_train, x_test, y_test, pooling: str,
     labels_train = torch.tensor([classes.index(label) for label in y_train])
     labels_test = torch.tensor([classes.index(label) for label in y_test])
     torch.manual_seed(0)
-    model = SequenceClassifier(num_classes=len(classes), input_size=x_train.shape[-1], hidden_size=32,
-                               cell="gru", pooling=pooling)
+    model = SequenceClassifier(num_classes=len(classes), input_size=x_train.shape[-1], pooling=pooling,
+                               encoder=EncoderConfig("gru", 32, bidirectional=True))
     batches = [[(x_train[order], None, labels_train[order]) for order in torch.randperm(len(x_train)).split(10)]
                for _ in range(epochs)]
     train_classifier(model, batches, lr=1e-2)

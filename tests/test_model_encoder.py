@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from rnnkit.models import RecurrentEncoder, length_mask
+from rnnkit.models import EncoderConfig, length_mask
 
 
 @pytest.mark.parametrize("cell,bidirectional", [("lstm", False), ("gru", True), ("jordan", True)])
 def test_each_sequence_encodes_as_it_would_alone(cell, bidirectional):
     torch.manual_seed(0)
-    encoder = RecurrentEncoder(4, 6, cell, num_layers=2, bidirectional=bidirectional).double()
+    encoder = EncoderConfig(cell, 6, num_layers=2, bidirectional=bidirectional).build(4).double()
     x = torch.randn(3, 7, 4, dtype=torch.float64)
     lengths = torch.tensor([7, 3, 5])
     outputs, summary, _ = encoder(x, lengths)

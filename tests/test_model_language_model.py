@@ -13,6 +13,7 @@ from torch import nn
 from rnnkit.data.batching import stream_batches
 from rnnkit.data.text import iter_word_lines, read_characters
 from rnnkit.data.vocab import UNK, Vocabulary
+from rnnkit.models.encoder import EncoderConfig
 from rnnkit.models.language_model import LanguageModel, detach_state
 from rnnkit.models.sampling import generate, next_token_probabilities, sample_next
 
@@ -21,10 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 V = 11
 
 
-def small_model(cell="lstm", **options) -> LanguageModel:
+def small_model(cell="lstm", proj_size=None, **options) -> LanguageModel:
     torch.manual_seed(0)
-    options = {"hidden_size": 8, "num_layers": 2, **options}
-    return LanguageModel(V, cell=cell, **options).double()
+    cell_options = {} if proj_size is None else {"proj_size": proj_size}
+    return LanguageModel(V, encoder=EncoderConfig(cell, 8, num_layers=2, options=cell_options), **options).double()
 
 
 def random_tokens(batch: int, steps: int, seed: int = 1) -> torch.Tensor:
@@ -126,12 +127,12 @@ def test_errors_name_the_argument():
         model(torch.tensor([[0, 11]]))
     with pytest.raises(ValueError, match=r"targets must have the shape of tokens \(2, 3\), got \(2, 4\)"):
         model.loss(random_tokens(2, 3), random_tokens(2, 4))
-    with pytest.raises(ValueError, match="bidirectional must be False"):
-        LanguageModel(V, bidirectional=True)
+    with pytest.raises(ValueError, match=r"must be one-way \(bidirectional=False\)"):
+        LanguageModel(V, encoder=EncoderConfig(hidden_size=4, bidirectional=True))
     with pytest.raises(ValueError, match="dropout must be a number in"):
         LanguageModel(V, dropout=1.5)
     with pytest.raises(TypeError, match="does not take option.*'varient'"):
-        LanguageModel(V, varient="cifg")                        # misspelled options are not swallowed
+        LanguageModel(V, encoder=EncoderConfig(options={"varient": "cifg"}))   # misspelled options are not swallowed
 
 
 # ----- sampling ----------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_character_model_learns_tinyshakespeare(shared_data):
     valid_ids = torch.tensor(vocab.encode(valid_text))
 
     torch.manual_seed(0)
-    model = LanguageModel(len(vocab), hidden_size=128, num_layers=1, tie_embeddings=True)
+    model = LanguageModel(len(vocab), encoder=EncoderConfig("lstm", 128), tie_embeddings=True)
     train_truncated_bptt(model, train_ids, epochs=3, batch_size=16, seq_len=64, lr=0.01)
     bits_per_character = validation_nats(model, valid_ids) / math.log(2)
 
@@ -295,7 +296,7 @@ def test_word_model_learns_penn_treebank(shared_data):
     valid_ids = torch.tensor([i for line in valid_lines for i in vocab.encode(line)])   # ~7k words
 
     torch.manual_seed(0)
-    model = LanguageModel(len(vocab), hidden_size=64, num_layers=1, tie_embeddings=True)
+    model = LanguageModel(len(vocab), encoder=EncoderConfig("lstm", 64), tie_embeddings=True)
     train_truncated_bptt(model, train_ids, epochs=4, batch_size=20, seq_len=35, lr=0.01)
     nats = validation_nats(model, valid_ids)
     unigram = unigram_nats(train_ids, valid_ids, len(vocab))

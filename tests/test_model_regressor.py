@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from rnnkit.data.timeseries import read_series_csv, read_series_txt, sliding_windows
+from rnnkit.models.encoder import EncoderConfig
 from rnnkit.models.regressor import SequenceRegressor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,7 +22,7 @@ def batch_with_garbage_past_the_end(lengths, features, seed=0):
 @pytest.mark.parametrize("cell,bidirectional", [("lstm", False), ("gru", True), ("elman", False)])
 def test_each_series_is_predicted_as_it_would_be_alone(many_to_many, cell, bidirectional):
     torch.manual_seed(0)
-    model = SequenceRegressor(3, 2, hidden_size=5, cell=cell, num_layers=2, bidirectional=bidirectional,
+    model = SequenceRegressor(3, 2, encoder=EncoderConfig(cell, 5, num_layers=2, bidirectional=bidirectional),
                               many_to_many=many_to_many).double()
     x, lengths = batch_with_garbage_past_the_end([6, 2, 4], 3)
     predictions = model(x, lengths)
@@ -37,8 +38,8 @@ def test_each_series_is_predicted_as_it_would_be_alone(many_to_many, cell, bidir
 
 def test_many_to_one_is_the_many_to_many_prediction_at_the_last_step():
     torch.manual_seed(0)
-    one = SequenceRegressor(2, 3, hidden_size=4, cell="gru").double()
-    every = SequenceRegressor(2, 3, hidden_size=4, cell="gru", many_to_many=True).double()
+    one = SequenceRegressor(2, 3, encoder=EncoderConfig("gru", 4)).double()
+    every = SequenceRegressor(2, 3, encoder=EncoderConfig("gru", 4), many_to_many=True).double()
     every.load_state_dict(one.state_dict())
     x, lengths = batch_with_garbage_past_the_end([5, 3, 1], 2)
     at_every_step = every(x, lengths)                                   # (B, T, K)
@@ -48,7 +49,7 @@ def test_many_to_one_is_the_many_to_many_prediction_at_the_last_step():
 
 def test_one_direction_many_to_many_sees_only_the_past():
     torch.manual_seed(0)
-    model = SequenceRegressor(1, 1, hidden_size=4, cell="lstm", many_to_many=True).double()
+    model = SequenceRegressor(1, 1, encoder=EncoderConfig("lstm", 4), many_to_many=True).double()
     x = torch.randn(1, 8, 1, dtype=torch.float64)
     changed = x.clone()
     changed[0, 5] += 1.0
@@ -58,7 +59,7 @@ def test_one_direction_many_to_many_sees_only_the_past():
 
 
 def test_regressor_rejects_bad_input():
-    model = SequenceRegressor(2, 1, hidden_size=3)
+    model = SequenceRegressor(2, 1, encoder=EncoderConfig(hidden_size=3))
     with pytest.raises(ValueError, match=r"x must be float features of shape \(B, T, input_size=2\), "
                                          r"got torch.float32 of shape \(4, 2\)"):
         model(torch.zeros(4, 2))
@@ -87,7 +88,7 @@ def test_mackey_glass_one_step_forecast_beats_repeating_the_last_value(shared_da
     series = read_series_txt(shared_data("timeseries/MackeyGlass_t17.txt"))
     torch.manual_seed(0)
     x_test, y_test, model_mse = one_step_forecast(series[:2000], series[2000:2600], 20,
-                                                  SequenceRegressor(1, 1, hidden_size=32, cell="lstm"),
+                                                  SequenceRegressor(1, 1, encoder=EncoderConfig("lstm", 32)),
                                                   epochs=3, batch_size=64)
     last_value_mse = torch.nn.functional.mse_loss(x_test[:, -1], y_test).item()     # y_{t+1} := y_t
     assert model_mse < 0.25 * last_value_mse, (model_mse, last_value_mse)
@@ -102,7 +103,7 @@ def test_airline_passengers_forecast_beats_the_training_mean(shared_data):
     torch.manual_seed(0)
     # the test windows start inside 1957, so that the first forecast is January 1958
     x_test, y_test, model_mse = one_step_forecast(series[:108], series[108 - 12:], 12,
-                                                  SequenceRegressor(1, 1, hidden_size=16, cell="gru"),
+                                                  SequenceRegressor(1, 1, encoder=EncoderConfig("gru", 16)),
                                                   epochs=150, batch_size=32)
     mean_mse = y_test.square().mean().item()                   # the training mean is 0 after normalising
     last_value_mse = torch.nn.functional.mse_loss(x_test[:, -1], y_test).item()

@@ -11,6 +11,7 @@ from torch import nn
 
 from rnnkit.cells import available
 from rnnkit.models.decoding import beam_search, greedy_decode
+from rnnkit.models.encoder import EncoderConfig
 from rnnkit.models.seq2seq import Seq2Seq
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -19,11 +20,18 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SOURCE_VOCAB, TARGET_VOCAB = 8, 9
 
 
-def tiny_model(seed=0, cell="gru", attention="bahdanau", target_vocab=TARGET_VOCAB, **options):
+def tiny_model(seed=0, cell="gru", attention="bahdanau", target_vocab=TARGET_VOCAB, num_layers=1,
+               bidirectional=None, **options):
     torch.manual_seed(seed)
-    options.setdefault("bidirectional_encoder", attention != "luong-dot")
-    return Seq2Seq(SOURCE_VOCAB, target_vocab, 5, 6, cell, attention=attention, bos_index=BOS,
+    bidirectional = attention != "luong-dot" if bidirectional is None else bidirectional
+    encoder = EncoderConfig(cell, 6, num_layers=num_layers, bidirectional=bidirectional)
+    return Seq2Seq(SOURCE_VOCAB, target_vocab, 5, encoder=encoder, attention=attention, bos_index=BOS,
                    eos_index=EOS, padding_idx=PAD, **options).double()
+
+
+def gru(hidden_size):
+    """A bidirectional GRU encoder (Seq2Seq's default, smaller)."""
+    return EncoderConfig("gru", hidden_size, bidirectional=True)
 
 
 def batch(seed=0, target_vocab=TARGET_VOCAB):
@@ -45,7 +53,7 @@ def batch(seed=0, target_vocab=TARGET_VOCAB):
 def test_one_sentence_follows_the_equations_with_torch_gru_cells():
     """Encoder, bridge, decoder with input feeding, Luong general attention and output, written out
     with torch.nn.GRU / GRUCell holding the model's weights."""
-    model = tiny_model(3, attention="luong-general", bidirectional_encoder=False)
+    model = tiny_model(3, attention="luong-general", bidirectional=False)
     source, source_lengths, target_in, _ = batch()
     logits, weights = model(source, source_lengths, target_in)
 
@@ -147,7 +155,7 @@ def test_loss_is_the_masked_label_smoothed_cross_entropy():
 
 def test_gradcheck_of_the_loss_in_float64():
     torch.manual_seed(7)
-    model = Seq2Seq(SOURCE_VOCAB, TARGET_VOCAB, 3, 3, "gru", attention="bahdanau", bos_index=BOS,
+    model = Seq2Seq(SOURCE_VOCAB, TARGET_VOCAB, 3, encoder=gru(3), attention="bahdanau", bos_index=BOS,
                     eos_index=EOS).double()
     source, source_lengths, target_in, target_out = batch()
     names = ["encoder.rnn.cells.0.weight_hh", "bridge.0.weight", "decoder_cells.0.weight_ih",
@@ -175,19 +183,20 @@ def test_every_cell_runs_forward_and_backward(cell):
 
 def test_tied_target_embeddings_share_one_matrix():
     torch.manual_seed(0)
-    model = Seq2Seq(8, 9, 6, 6, "gru", bos_index=BOS, eos_index=EOS, tie_target_embeddings=True)
+    model = Seq2Seq(8, 9, 6, encoder=gru(6), bos_index=BOS, eos_index=EOS, tie_target_embeddings=True)
     assert model.output.weight is model.target_embedding.weight
     with pytest.raises(ValueError, match="O=6 to equal embedding_dim=5"):
-        Seq2Seq(8, 9, 5, 6, "gru", bos_index=BOS, eos_index=EOS, tie_target_embeddings=True)
+        Seq2Seq(8, 9, 5, encoder=gru(6), bos_index=BOS, eos_index=EOS, tie_target_embeddings=True)
 
 
 def test_errors_name_the_argument_and_what_came_in():
     with pytest.raises(ValueError, match="attention must be one of"):
-        Seq2Seq(8, 9, 5, 6, attention="concat", bos_index=BOS, eos_index=EOS)
-    with pytest.raises(ValueError, match="bidirectional_encoder=False"):
-        Seq2Seq(8, 9, 5, 6, attention="luong-dot", bos_index=BOS, eos_index=EOS)
+        Seq2Seq(8, 9, 5, encoder=gru(6), attention="concat", bos_index=BOS, eos_index=EOS)
+    with pytest.raises(ValueError, match=r"encoder's output size \(12\) must equal the decoder's \(6\): "
+                                         r"use an encoder with bidirectional=False"):
+        Seq2Seq(8, 9, 5, encoder=gru(6), attention="luong-dot", bos_index=BOS, eos_index=EOS)
     with pytest.raises(ValueError, match=r"eos_index must be a target id in \[0, target_vocab_size=9\), got 9"):
-        Seq2Seq(8, 9, 5, 6, bos_index=BOS, eos_index=9)
+        Seq2Seq(8, 9, 5, encoder=gru(6), bos_index=BOS, eos_index=9)
     model = tiny_model()
     source, source_lengths, target_in, _ = batch()
     with pytest.raises(ValueError, match=r"source_lengths must lie in \[1, S=5\], got \[6, 2, 3\]"):
@@ -347,7 +356,7 @@ def test_attention_learns_to_reverse_sequences_and_looks_at_the_mirrored_token()
     generator = torch.Generator().manual_seed(0)
     train_set, dev_set = reversal_examples(1600, generator), reversal_examples(200, generator)
     torch.manual_seed(0)
-    model = Seq2Seq(12, 12, 16, 32, "gru", attention="luong-general", bos_index=BOS, eos_index=EOS)
+    model = Seq2Seq(12, 12, 16, encoder=gru(32), attention="luong-general", bos_index=BOS, eos_index=EOS)
 
     def batches(epoch):
         order = torch.randperm(1600, generator=torch.Generator().manual_seed(epoch))
@@ -396,7 +405,7 @@ def test_translation_beats_a_unigram_model_on_held_out_tatoeba(shared_data):
         return [tensors([training[i] for i in batch]) for batch in indices]
 
     torch.manual_seed(0)
-    model = Seq2Seq(len(source_vocab), len(target_vocab), 32, 64, "gru", attention="bahdanau",
+    model = Seq2Seq(len(source_vocab), len(target_vocab), 32, encoder=gru(64), attention="bahdanau",
                     bos_index=bos, eos_index=eos, padding_idx=PAD)
     train(model, batches, epochs=3, lr=0.01)
     source, source_lengths, target_in, target_out = tensors(dev)

@@ -1,6 +1,7 @@
 """SequenceTagger and its character features: shapes, padding, the loss and prediction against
 per-sentence and brute-force references; and short training runs on UD English EWT and ATIS."""
 import collections
+import dataclasses
 import itertools
 
 import pytest
@@ -12,6 +13,7 @@ from rnnkit.data.batching import bucket_batches, pad_batch
 from rnnkit.data.conll import iter_conllu
 from rnnkit.data.vocab import Vocabulary
 from rnnkit.models.char_features import CharacterWordEncoder
+from rnnkit.models.encoder import EncoderConfig
 from rnnkit.models.tagger import SequenceTagger
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,10 +39,15 @@ def padded_batch(lengths, max_chars=5, seed=0):
                 char_lengths=char_lengths)
 
 
-def make_tagger(**options):
+WORDS_ENCODER = EncoderConfig("lstm", hidden_size=6, bidirectional=True)
+CHARS_ENCODER = EncoderConfig("lstm", hidden_size=4, bidirectional=True)
+
+
+def make_tagger(encoder=None, **options):
+    """A small tagger; ``encoder``: fields of the word encoder that differ from WORDS_ENCODER."""
     torch.manual_seed(0)
-    defaults = dict(embedding_dim=5, hidden_size=6, char_vocab_size=C, char_embedding_dim=3,
-                    char_hidden_size=4, num_intents=N)
+    defaults = dict(embedding_dim=5, encoder=dataclasses.replace(WORDS_ENCODER, **(encoder or {})),
+                    char_vocab_size=C, char_embedding_dim=3, char_encoder=CHARS_ENCODER, num_intents=N)
     return SequenceTagger(V, K, **{**defaults, **options}).double().eval()
 
 
@@ -57,9 +64,10 @@ def inputs(batch):
 
 
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("options", [dict(), dict(crf=True), dict(cell="gru", bidirectional=False),
-                                     dict(num_layers=2, dropout=0.1, variant="cifg"),
-                                     dict(char_vocab_size=None, num_intents=None, cell="mingru")])
+@pytest.mark.parametrize("options", [
+    dict(), dict(crf=True), dict(encoder=dict(cell="gru", bidirectional=False)),
+    dict(encoder=dict(num_layers=2, dropout=0.1, options={"variant": "cifg"}), dropout=0.1),
+    dict(char_vocab_size=None, num_intents=None, encoder=dict(cell="mingru"))])
 def test_shapes(options):
     tagger = make_tagger(**options)
     batch = padded_batch([4, 2, 3])
@@ -187,7 +195,7 @@ def test_characters_change_the_tags_and_every_part_is_trained():
 # ---------------------------------------------------------------------------------------------
 def test_character_encoder_batched_equals_each_word_alone():
     torch.manual_seed(0)
-    encoder = CharacterWordEncoder(C, embedding_dim=3, hidden_size=4).double()
+    encoder = CharacterWordEncoder(C, embedding_dim=3, encoder=CHARS_ENCODER).double()
     batch = padded_batch([3, 1, 2], max_chars=6, seed=5)
     vectors = encoder(batch["chars"], batch["char_lengths"])                # (B, T, 8)
     assert vectors.shape == (3, 3, encoder.output_size) and encoder.output_size == 8
@@ -205,7 +213,7 @@ def test_character_encoder_is_the_two_directions_final_outputs():
     """The word vector is [forward output at the last character ; backward output at the first],
     here from torch.nn.LSTM run on the characters alone and on them reversed."""
     torch.manual_seed(0)
-    encoder = CharacterWordEncoder(C, embedding_dim=3, hidden_size=4).double()
+    encoder = CharacterWordEncoder(C, embedding_dim=3, encoder=CHARS_ENCODER).double()
     chars = torch.tensor([[[3, 5, 7, 0]]])
     vector = encoder(chars, torch.tensor([[3]]))[0, 0]
     x = encoder.embedding(chars[0, :, :3]).detach()                       # (1, 3, 3)
@@ -307,8 +315,8 @@ def test_upos_tagger_with_character_features_beats_the_most_frequent_tag_of_each
         return dict(words=words, lengths=lengths, tags=tags, chars=chars, char_lengths=char_lengths)
 
     torch.manual_seed(0)
-    tagger = SequenceTagger(len(word_vocab), len(tag_vocab), embedding_dim=50, hidden_size=64,
-                            char_vocab_size=len(char_vocab), dropout=0.2)
+    tagger = SequenceTagger(len(word_vocab), len(tag_vocab), embedding_dim=50, char_vocab_size=len(char_vocab),
+                            encoder=EncoderConfig("lstm", 64, bidirectional=True), dropout=0.2)
     order = bucket_batches([len(s.words) for s in train_sentences], 32, seed=0)
     train(tagger, [batch([train_sentences[i] for i in indices]) for indices in order], epochs=5)
 
@@ -343,8 +351,9 @@ def test_joint_crf_slot_filler_beats_the_most_frequent_tag_and_the_majority_inte
         return dict(batch(utterances), intents=torch.tensor([intent_vocab.id(u.intent) for u in utterances]))
 
     torch.manual_seed(0)
-    tagger = SequenceTagger(len(word_vocab), len(tag_vocab), embedding_dim=50, hidden_size=64, crf=True,
-                            num_intents=len(intent_vocab), dropout=0.2)
+    tagger = SequenceTagger(len(word_vocab), len(tag_vocab), embedding_dim=50, crf=True,
+                            encoder=EncoderConfig("lstm", 64, bidirectional=True), num_intents=len(intent_vocab),
+                            dropout=0.2)
     order = bucket_batches([len(u.words) for u in train_utterances], 32, seed=0)
     train(tagger, [training_batch([train_utterances[i] for i in indices]) for indices in order], epochs=5)
 

@@ -1,8 +1,9 @@
 """Models for the four ways to use a recurrent network, and recursive networks over trees.
 
-Every model is a ``torch.nn.Module`` that takes tensors (token ids, features, lengths) and plugs in
-any cell of ``rnnkit.cells`` (``cell="gru"``, ``cell="lstm", variant="cifg"``, ...); readers and
-vocabularies live in ``rnnkit.data``, training in ``rnnkit.train``.
+Every model is a ``torch.nn.Module`` that takes tensors (token ids, features, lengths) and a recurrent
+encoder of any cell of ``rnnkit.cells``: ``encoder=EncoderConfig("gru", hidden_size=64)``, or a built
+``rnnkit.Recurrent``; given its targets (``labels=``, ``tags=``, ``targets=``) ``forward`` returns
+``(output, loss)``. Readers and vocabularies live in ``rnnkit.data``, training in ``rnnkit.train``.
 
 * sequence → class: ``SequenceClassifier`` (final state, mean / max / attention pooling)
 * synchronized sequence → sequence: ``SequenceTagger`` (+ ``LinearChainCRF``, character features,
@@ -17,7 +18,7 @@ from .char_features import CharacterWordEncoder
 from .classifier import SequenceClassifier
 from .crf import LinearChainCRF
 from .decoding import Hypothesis, beam_search, greedy_decode
-from .encoder import RecurrentEncoder, length_mask
+from .encoder import EncoderConfig, RecurrentEncoder, length_mask
 from .language_model import LanguageModel, detach_state
 from .pooling import AttentionPooling, Pooling
 from .regressor import SequenceRegressor
@@ -26,7 +27,7 @@ from .seq2seq import Seq2Seq
 from .tagger import SequenceTagger
 from .tree import BinaryTreeLSTM, RecursiveNN, TreeClassifier
 
-__all__ = ["RecurrentEncoder", "length_mask", "SequenceClassifier", "Pooling", "AttentionPooling",
+__all__ = ["EncoderConfig", "RecurrentEncoder", "length_mask", "SequenceClassifier", "Pooling", "AttentionPooling",
            "SequenceTagger", "LinearChainCRF", "CharacterWordEncoder", "Seq2Seq", "Attention",
            "Hypothesis", "greedy_decode", "beam_search", "LanguageModel", "detach_state", "generate",
            "RecursiveNN", "BinaryTreeLSTM", "TreeClassifier", "SequenceRegressor"]

@@ -1,9 +1,9 @@
 r"""Word vectors read from each word's characters by a small recurrent network.
 
 Lample et al., "Neural Architectures for Named Entity Recognition" (arXiv:1603.01360, 2016), §4.1:
-a bidirectional LSTM reads the characters :math:`c_1 \dots c_m` of a word; the word's vector is the
-forward direction's last output concatenated with the backward direction's output at the first
-character,
+a bidirectional LSTM (here any encoder) reads the characters :math:`c_1 \dots c_m` of a word; the
+word's vector is the forward direction's last output concatenated with the backward direction's
+output at the first character,
 
 .. math::
     w = [\overrightarrow{h}_m \,;\, \overleftarrow{h}_1],
@@ -17,7 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from ..cells.base import check_positive_int
-from .encoder import RecurrentEncoder
+from .encoder import EncoderConfig, EncoderLike, build_encoder, encoder_from_flat
+
+DEFAULT_ENCODER = EncoderConfig("lstm", hidden_size=25, bidirectional=True)
 
 
 class CharacterWordEncoder(nn.Module):
@@ -26,11 +28,13 @@ class CharacterWordEncoder(nn.Module):
     Args:
         char_vocab_size: C, number of character ids (including padding).
         embedding_dim: E, size of each character's embedding.
-        hidden_size: H, hidden size of the character network's cell.
-        cell: any registered cell (``rnnkit.cells.available()``); Lample et al. use ``"lstm"``.
-        bidirectional: read each word both ways (D = 2), as Lample et al.
+        encoder: the recurrent encoder over each word's characters (``rnnkit.models.encoder``): an
+            ``EncoderConfig``, built here for E, or a built ``rnnkit.Recurrent`` / ``RecurrentEncoder``
+            reading E features. Default: one bidirectional LSTM layer, H = 25, as Lample et al.
         padding_idx: the character id used for padding; its embedding stays zero.
-        **cell_options: the cell's own options.
+        *flat_settings, **flat_options: deprecated: ``hidden_size``, ``cell``, ``bidirectional``
+            (after ``embedding_dim``, or by keyword) and the cell's options, as earlier releases took
+            them; a DeprecationWarning shows the ``encoder=`` that replaces them.
 
     Call: ``vectors = encoder(chars, char_lengths)``
 
@@ -39,15 +43,16 @@ class CharacterWordEncoder(nn.Module):
     * vectors: (B, T, ``output_size``) with ``output_size`` = D·H; zero for padding words.
     """
 
-    def __init__(self, char_vocab_size: int, embedding_dim: int = 25, hidden_size: int = 25,
-                 cell: str = "lstm", bidirectional: bool = True, padding_idx: int = 0,
-                 **cell_options) -> None:
+    def __init__(self, char_vocab_size: int, embedding_dim: int = 25, *flat_settings,
+                 encoder: EncoderLike = DEFAULT_ENCODER, padding_idx: int = 0, **flat_options) -> None:
         super().__init__()
+        encoder = encoder_from_flat("CharacterWordEncoder", encoder, DEFAULT_ENCODER, args=flat_settings,
+                                    names=("hidden_size", "cell", "bidirectional"), options=flat_options)
         check_positive_int("char_vocab_size", char_vocab_size)
         check_positive_int("embedding_dim", embedding_dim)
         self.embedding = nn.Embedding(char_vocab_size, embedding_dim, padding_idx=padding_idx)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, cell, bidirectional=bidirectional,
-                                        **cell_options)
+        self.encoder = build_encoder("CharacterWordEncoder", encoder, embedding_dim,
+                                     f"character vectors of embedding_dim={embedding_dim}")
         self.output_size = self.encoder.output_size
 
     def forward(self, chars: Tensor, char_lengths: Tensor) -> Tensor:

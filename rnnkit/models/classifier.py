@@ -18,11 +18,14 @@ for Sentence Classification", EMNLP 2014, arXiv:1408.5882) and is frozen.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import check_positive_int
-from .encoder import RecurrentEncoder
+from .encoder import FLAT_SETTINGS, EncoderConfig, EncoderLike, build_encoder, encoder_from_flat
 from .pooling import Pooling
+
+DEFAULT_ENCODER = EncoderConfig("lstm", hidden_size=128, bidirectional=True)
 
 
 class SequenceClassifier(nn.Module):
@@ -33,57 +36,68 @@ class SequenceClassifier(nn.Module):
             (or give ``embedding_weights``, whose rows fix V).
         num_classes: C.
         embedding_dim: E, the size of each token vector (ignored with ``embedding_weights``).
-        hidden_size: H, the hidden size of every recurrent cell.
-        cell: a registered cell (``"lstm"``, ``"gru"``, ``"indrnn"``, ...).
-        num_layers: L, stacked recurrent layers.
-        bidirectional: read each sequence both ways (D = 2).
+        encoder: the recurrent encoder (``rnnkit.models.encoder``): an ``EncoderConfig``, built here
+            for E (or I), or a built ``rnnkit.Recurrent`` / ``RecurrentEncoder`` reading E (or I)
+            features. Default: one bidirectional LSTM layer, H = 128.
         pooling: ``"last"`` (the encoder's summary), ``"mean"``, ``"max"`` or ``"attention"``.
-        dropout: dropout on the embeddings (or input features), between stacked layers, and on the
-            pooled vector before the output layer.
+        dropout: dropout on the embeddings (or input features) and on the pooled vector before the
+            output layer (between stacked layers: ``EncoderConfig.dropout``).
         padding_idx: the token id of padding; its embedding is zero and gets no gradient.
         input_size: I, features per step for float input (time series); excludes ``vocab_size``.
         embedding_weights: (V, E) pretrained vectors to start the embedding from.
         freeze_embeddings: keep the embedding fixed during training.
         attention_size: A, the additive score's hidden size for ``pooling="attention"``.
-        **cell_options: the cell's own options (``variant="cifg"``, ``nonlinearity="relu"``, ...).
+        *flat_settings, **flat_options: deprecated: ``hidden_size``, ``cell``, ``num_layers``,
+            ``bidirectional`` (after ``embedding_dim``, or by keyword) and the cell's options, as
+            earlier releases took them (``dropout`` then also acts between layers); a
+            DeprecationWarning shows the ``encoder=`` that replaces them.
 
-    Call: ``logits = model(inputs, lengths)``
+    Call: ``logits = model(inputs, lengths)``; ``logits, loss = model(inputs, lengths, labels=labels)``
 
     * inputs: (B, T) token ids (long), or (B, T, I) floats when built with ``input_size``.
     * lengths: (B,) true lengths, 1 ≤ n ≤ T (None: all T); padding never changes a sequence's logits.
+    * labels: (B,) class ids; the loss is then the cross-entropy, the mean over the B examples.
     * logits: (B, C). After a call, ``model.attention_weights`` holds the pooling's (B, T) weights
       (``"attention"`` and ``"mean"``; None otherwise), for plotting.
     """
 
     def __init__(self, vocab_size: int | None = None, num_classes: int | None = None,
-                 embedding_dim: int = 100, hidden_size: int = 128, cell: str = "lstm",
-                 num_layers: int = 1, bidirectional: bool = True, pooling: str = "last",
-                 dropout: float = 0.0, padding_idx: int | None = 0, *, input_size: int | None = None,
-                 embedding_weights: Tensor | None = None, freeze_embeddings: bool = False,
-                 attention_size: int | None = None, **cell_options) -> None:
+                 embedding_dim: int = 100, *flat_settings, encoder: EncoderLike = DEFAULT_ENCODER,
+                 pooling: str = "last", dropout: float = 0.0, padding_idx: int | None = 0,
+                 input_size: int | None = None, embedding_weights: Tensor | None = None,
+                 freeze_embeddings: bool = False, attention_size: int | None = None, **flat_options) -> None:
         super().__init__()
+        encoder = encoder_from_flat("SequenceClassifier", encoder, DEFAULT_ENCODER, dropout=dropout,
+                                    args=flat_settings, names=FLAT_SETTINGS, options=flat_options)
         check_positive_int("num_classes", num_classes)
         self.embedding = _token_embedding(vocab_size, embedding_dim, padding_idx, input_size,
                                           embedding_weights, freeze_embeddings)
         self.input_size = input_size
-        encoder_input_size = self.embedding.embedding_dim if self.embedding is not None else input_size
         self.input_dropout = nn.Dropout(dropout)
-        self.encoder = RecurrentEncoder(encoder_input_size, hidden_size, cell, num_layers=num_layers,
-                                        bidirectional=bidirectional,
-                                        dropout=dropout if num_layers > 1 else 0.0, **cell_options)
+        if self.embedding is not None:
+            reads = f"token vectors of embedding_dim={self.embedding.embedding_dim}"
+            self.encoder = build_encoder("SequenceClassifier", encoder, self.embedding.embedding_dim, reads)
+        else:
+            self.encoder = build_encoder("SequenceClassifier", encoder, input_size, f"input_size={input_size}")
         self.pooling = Pooling(pooling, self.encoder.output_size, attention_size)
         self.output_dropout = nn.Dropout(dropout)
         self.output = nn.Linear(self.encoder.output_size, num_classes)
         self.attention_weights: Tensor | None = None
 
-    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None, *, labels: Tensor | None = None):
         x = self.input_dropout(self._embed(inputs))                        # (B, T, E or I)
         B, T, _ = x.shape
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.long)
         outputs, summary, _ = self.encoder(x, lengths)                     # (B, T, D·H), (B, D·H)
         pooled, self.attention_weights = self.pooling(outputs, lengths, summary)   # (B, D·H), (B, T)
-        return self.output(self.output_dropout(pooled))                    # (B, C)
+        logits = self.output(self.output_dropout(pooled))                  # (B, C)
+        if labels is None:
+            return logits
+        if tuple(labels.shape) != (B,) or labels.is_floating_point():
+            raise ValueError(f"labels must be class ids of shape ({B},) (one per sequence), got "
+                             f"{labels.dtype} of shape {tuple(labels.shape)}")
+        return logits, F.cross_entropy(logits, labels.to(logits.device))  # mean over the B examples
 
     def _embed(self, inputs: Tensor) -> Tensor:
         if self.embedding is not None:

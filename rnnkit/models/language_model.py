@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import check_positive_int
-from ..layers import Recurrent
-from .encoder import length_mask
+from .encoder import (FLAT_SETTINGS, EncoderConfig, EncoderLike, build_encoder, encoder_from_flat, length_mask,
+                      run_batch_first)
 
 State = Union[Tensor, tuple[Tensor, ...]]
+DEFAULT_ENCODER = EncoderConfig("lstm", hidden_size=256, num_layers=2)
 
 
 def detach_state(state: State | None) -> State | None:
@@ -77,45 +78,57 @@ class LanguageModel(nn.Module):
 
     Args:
         vocab_size: V, the number of token ids (characters or words: the caller's vocabulary decides).
-        embedding_dim: E, size of each token's vector; None (default) uses ``hidden_size``.
-        hidden_size: H, the hidden size of every recurrent layer.
-        cell: a registered cell name (``rnnkit.cells.available()``): ``"lstm"``, ``"gru"``, ...
-        num_layers: L, stacked layers.
-        dropout: dropout rate on the embeddings, between layers and on the last layer's outputs.
+        embedding_dim: E, size of each token's vector; None (default) uses the encoder's hidden size
+            (a built layer's ``input_size``).
+        encoder: the recurrent stack (``rnnkit.models.encoder``): an ``EncoderConfig``, built here for
+            E, or a built ``rnnkit.Recurrent`` / ``RecurrentEncoder`` reading E features; one-way only
+            (a backward direction would read the answer). Default: two LSTM layers, H = 256. Its
+            ``options`` take the cell's (``variant="cifg"``, ``proj_size=...``) and ``rnnkit.Recurrent``'s
+            (``zoneout``, ``input_dropout``, ...).
+        dropout: dropout rate on the embeddings and on the last layer's outputs, in [0, 1)
+            (between layers: ``EncoderConfig.dropout``).
         tie_embeddings: share the output layer's weight with the input embedding.
-        **cell_options: the cell's own options (``variant="cifg"``, ``proj_size=...``) and
-            ``rnnkit.Recurrent``'s keyword options (``zoneout``, ``input_dropout``, ...).
+        *flat_settings, **flat_options: deprecated: ``hidden_size``, ``cell``, ``num_layers`` (after
+            ``embedding_dim``, or by keyword) and the cell's and Recurrent's options, as earlier
+            releases took them (``dropout`` then also acts between layers); a DeprecationWarning shows
+            the ``encoder=`` that replaces them.
 
     Shapes: B batch, T steps, V vocabulary. ``state`` is what ``rnnkit.Recurrent`` returns: a
     tensor (L, B, S), or a tuple of them for the LSTM ((h, c)).
 
     Example::
 
-        model = LanguageModel(vocab_size=65, hidden_size=128, num_layers=1, tie_embeddings=True)
+        model = LanguageModel(vocab_size=65, encoder=EncoderConfig("lstm", hidden_size=128), tie_embeddings=True)
         logits, state = model(tokens)                   # tokens (B, T) long -> logits (B, T, 65)
+        (logits, state), loss = model(tokens[:, :-1], targets=tokens[:, 1:])   # mean NLL per token
     """
 
-    def __init__(self, vocab_size: int, embedding_dim: int | None = None, hidden_size: int = 256,
-                 cell: str = "lstm", num_layers: int = 2, dropout: float = 0.0,
-                 tie_embeddings: bool = False, **cell_options) -> None:
+    def __init__(self, vocab_size: int, embedding_dim: int | None = None, *flat_settings,
+                 encoder: EncoderLike = DEFAULT_ENCODER, dropout: float = 0.0, tie_embeddings: bool = False,
+                 **flat_options) -> None:
         super().__init__()
+        if flat_options.get("bidirectional"):
+            raise ValueError("bidirectional must be False: a language model predicts each token from "
+                             "the ones before it, and a backward direction would read the answer")
+        flat_options.pop("bidirectional", None)
+        encoder = encoder_from_flat("LanguageModel", encoder, DEFAULT_ENCODER, dropout=dropout, args=flat_settings,
+                                    names=FLAT_SETTINGS[:3], options=flat_options)
         check_positive_int("vocab_size", vocab_size)
-        check_positive_int("hidden_size", hidden_size)
         if embedding_dim is None:
-            embedding_dim = hidden_size
+            embedding_dim = encoder.hidden_size if isinstance(encoder, EncoderConfig) else encoder.input_size
         check_positive_int("embedding_dim", embedding_dim)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-        if cell_options.get("bidirectional"):
-            raise ValueError("bidirectional must be False: a language model predicts each token from "
-                             "the ones before it, and a backward direction would read the answer")
-        cell_options.pop("bidirectional", None)
-        self.vocab_size, self.embedding_dim, self.hidden_size = vocab_size, embedding_dim, hidden_size
+        self.vocab_size, self.embedding_dim = vocab_size, embedding_dim
         self.tie_embeddings = bool(tie_embeddings)
 
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.rnn = Recurrent(cell, embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
-                             dropout=dropout if num_layers > 1 else 0.0, **cell_options)
+        self.rnn = build_encoder("LanguageModel", encoder, embedding_dim,
+                                 f"token vectors of embedding_dim={embedding_dim}").rnn
+        if self.rnn.bidirectional:
+            raise ValueError("the encoder must be one-way (bidirectional=False): a language model predicts "
+                             "each token from the ones before it, and a backward direction would read the answer")
+        self.hidden_size = self.rnn.hidden_size
         self.dropout = nn.Dropout(dropout)
         output_size = self.rnn.output_size                         # O of the last layer
         if self.tie_embeddings:
@@ -135,9 +148,9 @@ class LanguageModel(nn.Module):
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)
 
-    def forward(self, tokens: Tensor, state: State | None = None,
-                lengths: Tensor | None = None) -> tuple[Tensor, State]:
-        """Next-token logits for every step.
+    def forward(self, tokens: Tensor, state: State | None = None, lengths: Tensor | None = None, *,
+                targets: Tensor | None = None):
+        """Next-token logits for every step; with ``targets``, their mean negative log-likelihood too.
 
         Args:
             tokens: (B, T) long token ids in [0, V).
@@ -145,16 +158,23 @@ class LanguageModel(nn.Module):
                 read window by window (truncated BPTT; see ``detach_state``) or generated step by step.
             lengths: (B,) true lengths of a padded batch (None: all T). Each sequence's returned
                 state is the one at its own end; logits past the end are meaningless.
+            targets: (B, T) long, the token that follows each input (usually ``tokens`` shifted by one).
 
         Returns:
-            logits: (B, T, V), unnormalised log-probabilities of the token after each step.
-            state: the final state, as ``rnnkit.Recurrent`` returns it.
+            ``(logits, state)``: logits (B, T, V), unnormalised log-probabilities of the token after
+            each step, and the final state as ``rnnkit.Recurrent`` returns it. With ``targets``:
+            ``((logits, state), loss)``, the loss the mean over the counted tokens (those inside
+            ``lengths``), in nats: ``loss(...).mean``.
         """
         self._check_tokens("tokens", tokens)
         embedded = self.dropout(self.embedding(tokens))                      # (B, T, E)
-        outputs, state = self.rnn(embedded, state, lengths=lengths)          # (B, T, O)
+        outputs, state = run_batch_first(self.rnn, embedded, state, lengths)  # (B, T, O)
         features = self.projection(self.dropout(outputs))                    # (B, T, E) or (B, T, O)
-        return self.decoder(features), state                                 # (B, T, V)
+        logits = self.decoder(features)                                      # (B, T, V)
+        if targets is None:
+            return logits, state
+        total, count = self._nll(logits, tokens, targets, lengths)
+        return (logits, state), total / max(count, 1)
 
     def loss(self, tokens: Tensor, targets: Tensor, state: State | None = None,
              lengths: Tensor | None = None) -> LanguageModelLoss:
@@ -168,21 +188,23 @@ class LanguageModel(nn.Module):
         Returns:
             ``LanguageModelLoss(total, mean, tokens, state)``.
         """
+        logits, state = self(tokens, state, lengths)                         # (B, T, V)
+        total, count = self._nll(logits, tokens, targets, lengths)
+        return LanguageModelLoss(total, total / max(count, 1), count, state)
+
+    def _nll(self, logits: Tensor, tokens: Tensor, targets: Tensor, lengths: Tensor | None) -> tuple[Tensor, int]:
+        """The summed negative log-likelihood of ``targets`` and the number of tokens it counts."""
         self._check_tokens("targets", targets)
         if targets.shape != tokens.shape:
             raise ValueError(f"targets must have the shape of tokens {tuple(tokens.shape)}, "
                              f"got {tuple(targets.shape)}")
-        logits, state = self(tokens, state, lengths)                         # (B, T, V)
         B, T, V = logits.shape
-        nll = F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T),
+        nll = F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T).to(logits.device),
                               reduction="none").view(B, T)                   # (B, T)
-        if lengths is not None:
-            nll = nll * length_mask(lengths.to(nll.device), T)               # (B, T), 0 past the end
-            count = int(lengths.sum())
-        else:
-            count = B * T
-        total = nll.sum()
-        return LanguageModelLoss(total, total / max(count, 1), count, state)
+        if lengths is None:
+            return nll.sum(), B * T
+        nll = nll * length_mask(lengths.to(nll.device), T)                   # (B, T), 0 past the end
+        return nll.sum(), int(lengths.sum())
 
     def _check_tokens(self, name: str, ids: Tensor) -> None:
         if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype != torch.long:

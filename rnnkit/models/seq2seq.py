@@ -37,9 +37,10 @@ from torch import Tensor, nn
 from ..cells import create
 from ..cells.base import State, check_choice
 from .attention import KINDS, Attention
-from .encoder import RecurrentEncoder, length_mask
+from .encoder import FLAT_SETTINGS, EncoderConfig, EncoderLike, build_encoder, encoder_from_flat, length_mask
 
 ATTENTIONS = KINDS + ("none",)
+DEFAULT_ENCODER = EncoderConfig("gru", hidden_size=256, bidirectional=True)
 
 
 class EncodedSource(NamedTuple):
@@ -70,35 +71,43 @@ class Seq2Seq(nn.Module):
     Args:
         source_vocab_size, target_vocab_size: vocabulary sizes (V for the target).
         embedding_dim: E, the size of source and target token embeddings.
-        hidden_size: H, the hidden size of every encoder and decoder cell.
-        cell: a registered cell name (``rnnkit.cells.available()``), used by encoder and decoder.
-        num_layers: L, stacked layers in the encoder and in the decoder.
-        bidirectional_encoder: the encoder reads the source both ways (D = 2).
+        encoder: the source encoder (``rnnkit.models.encoder``): an ``EncoderConfig``, built here for
+            E, or a built ``rnnkit.Recurrent`` / ``RecurrentEncoder`` reading E features. Default: one
+            bidirectional GRU layer, H = 256 (D = 2). The decoder has the encoder's cell, hidden size,
+            number of layers and cell options (``Recurrent.cell_name``, ``hidden_size``,
+            ``num_layers``, ``cell_options``); Recurrent's own options (zoneout, ...) are the encoder's.
         attention: ``"bahdanau"`` (additive), ``"luong-dot"``, ``"luong-general"`` or ``"none"``.
         input_feeding: feed h̃_{t-1} into step t (Luong et al. 2015, §3.3); needs attention.
-        dropout: on embeddings, between stacked layers, and on h̃_t before the output layer.
+        dropout: on embeddings, between the decoder's stacked layers, and on h̃_t before the output
+            layer (between the encoder's layers: ``EncoderConfig.dropout``).
         bos_index, eos_index: the target's begin- and end-of-sentence ids (decoding needs them).
         padding_idx: the padding id of both vocabularies; its embedding is zero and the loss skips it.
         tie_target_embeddings: the output layer reuses the target embedding matrix (Press & Wolf
             2017, arXiv:1608.05859); needs O = E.
-        **cell_options: the cell's own options (``variant="cifg"``, ...).
+        *flat_settings, **flat_options: deprecated: ``hidden_size``, ``cell``, ``num_layers`` (after
+            ``embedding_dim``, or by keyword), ``bidirectional_encoder`` and the cell's options, as
+            earlier releases took them (``dropout`` then also acts between the encoder's layers); a
+            DeprecationWarning shows the ``encoder=`` that replaces them.
 
     ``forward(source, source_lengths, target_in, teacher_forcing=1.0) -> (logits, attention)``:
     source (B, S) ids, source_lengths (B,), target_in (B, T) = BOS y_1 .. y_{T-1} → logits (B, T, V)
     and the attention weights (B, T, S) (None without attention). ``teacher_forcing`` is the
     probability, per sequence and step, of reading the true previous token rather than the model's
-    own argmax (scheduled sampling; 1.0 = always the truth).
+    own argmax (scheduled sampling; 1.0 = always the truth). With ``targets=target_out`` (B, T)
+    = y_1 .. y_T: ``((logits, attention), loss)``, the loss as ``loss(logits, target_out)``.
 
     Decoding (``rnnkit.models.decoding``) uses ``encode`` once and ``decode_step`` per token, the
     same step ``forward`` runs.
     """
 
     def __init__(self, source_vocab_size: int, target_vocab_size: int, embedding_dim: int = 256,
-                 hidden_size: int = 256, cell: str = "gru", num_layers: int = 1, *,
-                 bidirectional_encoder: bool = True, attention: str = "bahdanau",
+                 *flat_settings, encoder: EncoderLike = DEFAULT_ENCODER, attention: str = "bahdanau",
                  input_feeding: bool = True, dropout: float = 0.0, bos_index: int, eos_index: int,
-                 padding_idx: int = 0, tie_target_embeddings: bool = False, **cell_options) -> None:
+                 padding_idx: int = 0, tie_target_embeddings: bool = False, **flat_options) -> None:
         super().__init__()
+        encoder = encoder_from_flat("Seq2Seq", encoder, DEFAULT_ENCODER, dropout=dropout, args=flat_settings,
+                                    names=FLAT_SETTINGS[:3], options=flat_options,
+                                    renamed={"bidirectional_encoder": "bidirectional"})
         check_choice("attention", attention, ATTENTIONS)
         for name, index in (("bos_index", bos_index), ("eos_index", eos_index), ("padding_idx", padding_idx)):
             if not 0 <= index < target_vocab_size:
@@ -112,15 +121,15 @@ class Seq2Seq(nn.Module):
         self.source_embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=padding_idx)
         self.target_embedding = nn.Embedding(target_vocab_size, embedding_dim, padding_idx=padding_idx)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = RecurrentEncoder(embedding_dim, hidden_size, cell, num_layers=num_layers,
-                                        bidirectional=bidirectional_encoder,
-                                        dropout=dropout if num_layers > 1 else 0.0, **cell_options)
-        D = self.encoder.num_directions
+        self.encoder = build_encoder("Seq2Seq", encoder, embedding_dim,
+                                     f"source token vectors of embedding_dim={embedding_dim}")
+        layer = self.encoder.rnn
+        num_layers, D = layer.num_layers, self.encoder.num_directions
         O = self.encoder.output_size // D
         first_input = embedding_dim + O if self.input_feeding else embedding_dim
         self.decoder_cells = nn.ModuleList(
-            [create(cell, first_input if layer == 0 else O, hidden_size, **cell_options)
-             for layer in range(num_layers)])
+            [create(layer.cell_name, first_input if k == 0 else O, layer.hidden_size, **layer.cell_options)
+             for k in range(num_layers)])
 
         # One linear map per state tensor (h; c for the LSTM) from every encoder layer and
         # direction at once, (L·D·S) -> (L·S), to every decoder layer's initial state.
@@ -131,7 +140,7 @@ class Seq2Seq(nn.Module):
         key_size = self.encoder.output_size
         if attention == "luong-dot" and key_size != O:
             raise ValueError(f"attention='luong-dot' scores q^T k, so the encoder's output size ({key_size}) "
-                             f"must equal the decoder's ({O}): use bidirectional_encoder=False, or "
+                             f"must equal the decoder's ({O}): use an encoder with bidirectional=False, or "
                              f"attention='luong-general' or 'bahdanau'")
         if attention == "none":
             self.attention, self.combine = None, None
@@ -191,7 +200,7 @@ class Seq2Seq(nn.Module):
 
     # ----- training ------------------------------------------------------------------------------
     def forward(self, source: Tensor, source_lengths: Tensor, target_in: Tensor,
-                teacher_forcing: float = 1.0) -> tuple[Tensor, Tensor | None]:
+                teacher_forcing: float = 1.0, *, targets: Tensor | None = None):
         if target_in.dim() != 2 or target_in.shape[0] != source.shape[0]:
             raise ValueError(f"target_in must have shape (B={source.shape[0]}, T), got {tuple(target_in.shape)}")
         if not 0.0 <= teacher_forcing <= 1.0:
@@ -211,7 +220,9 @@ class Seq2Seq(nn.Module):
             step_weights.append(weights)
         logits = torch.stack(step_logits, dim=1)                                  # (B, T, V)
         weights = None if self.attention is None else torch.stack(step_weights, dim=1)  # (B, T, S)
-        return logits, weights
+        if targets is None:
+            return logits, weights
+        return (logits, weights), self.loss(logits, targets)
 
     def loss(self, logits: Tensor, target_out: Tensor, label_smoothing: float = 0.0,
              reduction: str = "mean") -> Tensor:

@@ -7,6 +7,7 @@ Detection and Slot Filling" (Interspeech 2016, arXiv:1609.01454) for the joint i
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -14,9 +15,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import check_positive_int
-from .char_features import CharacterWordEncoder
+from .char_features import DEFAULT_ENCODER as DEFAULT_CHAR_ENCODER, CharacterWordEncoder
 from .crf import LinearChainCRF
-from .encoder import RecurrentEncoder, length_mask
+from .encoder import FLAT_SETTINGS, EncoderConfig, EncoderLike, build_encoder, encoder_from_flat, length_mask
+
+DEFAULT_ENCODER = EncoderConfig("lstm", hidden_size=128, bidirectional=True)
 
 
 class TaggerOutput(NamedTuple):
@@ -47,46 +50,55 @@ class SequenceTagger(nn.Module):
         vocab_size: V, word ids (including padding and unknown).
         num_tags: K, tags.
         embedding_dim: size of each word's embedding.
-        hidden_size: H, the recurrent cell's hidden size.
-        cell: any registered cell (``rnnkit.cells.available()``).
-        num_layers: stacked recurrent layers.
-        bidirectional: D = 2 when True (the tag of a word depends on the words after it).
-        dropout: dropout on the word features entering the network, between stacked layers and on
-            its outputs (Lample et al. 2016 drop the BiLSTM's input).
+        encoder: the recurrent encoder over the words (``rnnkit.models.encoder``): an
+            ``EncoderConfig``, built here for the word features (the embedding, plus the character
+            vector with ``char_vocab_size``), or a built ``rnnkit.Recurrent`` / ``RecurrentEncoder``
+            reading that many. Default: one bidirectional LSTM layer, H = 128 (the tag of a word
+            depends on the words after it).
+        dropout: dropout on the word features entering the encoder and on its outputs (Lample et al.
+            2016 drop the BiLSTM's input); between stacked layers: ``EncoderConfig.dropout``.
         crf: put a linear-chain CRF on the emissions.
         char_vocab_size: character ids; when given, each word's vector is concatenated with a
-            character BiLSTM's (``CharacterWordEncoder``), and ``forward`` needs ``chars``.
+            character encoder's (``CharacterWordEncoder``), and ``forward`` needs ``chars``.
         char_embedding_dim: size of each character's embedding.
-        char_hidden_size: hidden size of the character BiLSTM (its vector has twice this size).
+        char_encoder: the character encoder, as ``encoder`` (reading ``char_embedding_dim``).
+            Default: one bidirectional LSTM layer, H = 25 (its vector has twice this size).
         num_intents: N; when given, a joint intent head on the sentence summary.
         padding_idx: the padding id of words and of characters; its embeddings stay zero.
-        **cell_options: the cell's own options (``variant="cifg"``, ...).
+        *flat_settings, **flat_options: deprecated: ``hidden_size``, ``cell``, ``num_layers``,
+            ``bidirectional`` (after ``embedding_dim``, or by keyword) and the cell's options, as
+            earlier releases took them (``dropout`` then also acts between layers), and
+            ``char_hidden_size``; a DeprecationWarning shows the ``encoder=`` / ``char_encoder=`` that
+            replaces them.
 
     Shapes: B sentences, T words (padded), W characters per word (padded), K tags, N intents.
     """
 
-    def __init__(self, vocab_size: int, num_tags: int, embedding_dim: int = 100, hidden_size: int = 128,
-                 cell: str = "lstm", num_layers: int = 1, bidirectional: bool = True, dropout: float = 0.0,
-                 crf: bool = False, char_vocab_size: int | None = None, char_embedding_dim: int = 25,
-                 char_hidden_size: int = 25, num_intents: int | None = None, padding_idx: int = 0,
-                 **cell_options) -> None:
+    def __init__(self, vocab_size: int, num_tags: int, embedding_dim: int = 100, *flat_settings,
+                 encoder: EncoderLike = DEFAULT_ENCODER, dropout: float = 0.0, crf: bool = False,
+                 char_vocab_size: int | None = None, char_embedding_dim: int = 25,
+                 char_encoder: EncoderLike = DEFAULT_CHAR_ENCODER, num_intents: int | None = None,
+                 padding_idx: int = 0, **flat_options) -> None:
         super().__init__()
+        char_flat = {name: flat_options.pop(name) for name in ("char_hidden_size",) if name in flat_options}
+        char_encoder = encoder_from_flat("SequenceTagger", char_encoder, DEFAULT_CHAR_ENCODER, options=char_flat,
+                                         renamed={"char_hidden_size": "hidden_size"}, keyword="char_encoder")
+        encoder = encoder_from_flat("SequenceTagger", encoder, DEFAULT_ENCODER, dropout=dropout,
+                                    args=flat_settings, names=FLAT_SETTINGS, options=flat_options)
         check_positive_int("vocab_size", vocab_size)
         check_positive_int("num_tags", num_tags)
         check_positive_int("embedding_dim", embedding_dim)
         self.num_tags, self.padding_idx = num_tags, padding_idx
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.char_encoder = None
-        word_features = embedding_dim
+        word_features, reads = embedding_dim, f"word vectors of embedding_dim={embedding_dim}"
         if char_vocab_size is not None:
-            self.char_encoder = CharacterWordEncoder(char_vocab_size, char_embedding_dim, char_hidden_size,
+            self.char_encoder = CharacterWordEncoder(char_vocab_size, char_embedding_dim, encoder=char_encoder,
                                                      padding_idx=padding_idx)
             word_features += self.char_encoder.output_size
+            reads += f" and character vectors of {self.char_encoder.output_size}"
         self.dropout = nn.Dropout(dropout)
-        # RecurrentEncoder's dropout acts between stacked layers only (it warns for one layer)
-        self.encoder = RecurrentEncoder(word_features, hidden_size, cell, num_layers=num_layers,
-                                        bidirectional=bidirectional,
-                                        dropout=dropout if num_layers > 1 else 0.0, **cell_options)
+        self.encoder = build_encoder("SequenceTagger", encoder, word_features, reads)
         self.tag_scores = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = LinearChainCRF(num_tags) if crf else None
         self.intent_scores = None
@@ -95,8 +107,9 @@ class SequenceTagger(nn.Module):
             self.intent_scores = nn.Linear(self.encoder.output_size, num_intents)
 
     def forward(self, words: Tensor, lengths: Tensor, chars: Tensor | None = None,
-                char_lengths: Tensor | None = None) -> TaggerOutput:
-        """Tag scores of every word and intent scores of every sentence.
+                char_lengths: Tensor | None = None, *, tags: Tensor | None = None,
+                intents: Tensor | None = None):
+        """Tag scores of every word and intent scores of every sentence; with ``tags``, the loss too.
 
         Args:
             words: (B, T) word ids, padded.
@@ -105,10 +118,17 @@ class SequenceTagger(nn.Module):
                 with ``char_vocab_size``.
             char_lengths: (B, T) characters in each word (0 for padding words); None counts the
                 characters that are not ``padding_idx``.
+            tags: (B, T) tag ids; entries past each sentence's end are ignored (may hold anything).
+            intents: (B,) intent ids (with ``tags``), or None to train the tags alone.
+
+        Returns:
+            a ``TaggerOutput``; with ``tags``: ``(output, loss)``, the loss as ``loss`` computes it.
         """
         if words.dim() != 2 or words.is_floating_point():
             raise ValueError(f"words must be an integer tensor (B, T) (sentences, word ids), got "
                              f"{tuple(words.shape)} {words.dtype}")
+        if intents is not None and tags is None:
+            raise ValueError("intents were given without tags: the loss needs the tags (pass tags=...)")
         B, T = words.shape
         features = self.embedding(words)                                              # (B, T, E)
         if self.char_encoder is not None:
@@ -130,7 +150,10 @@ class SequenceTagger(nn.Module):
         intent_logits = None
         if self.intent_scores is not None:
             intent_logits = self.intent_scores(self.dropout(summary))                 # (B, N)
-        return TaggerOutput(emissions, intent_logits)
+        output = TaggerOutput(emissions, intent_logits)
+        if tags is None:
+            return output
+        return output, self._loss(output, lengths, tags, intents)
 
     def loss(self, words: Tensor, lengths: Tensor, tags: Tensor, intents: Tensor | None = None, *,
              chars: Tensor | None = None, char_lengths: Tensor | None = None) -> Tensor:
@@ -138,23 +161,23 @@ class SequenceTagger(nn.Module):
 
         Args:
             words, lengths, chars, char_lengths: as ``forward``.
-            tags, intents: as ``loss_from_output``.
+            tags: (B, T) tag ids; entries past each sentence's end are ignored (may hold anything).
+            intents: (B,) intent ids, or None to train the tags alone.
+
+        The same as ``forward(..., tags=tags, intents=intents)[1]``: under DistributedDataParallel
+        call the wrapper that way, so that the call goes through its forward.
         """
-        return self.loss_from_output(self(words, lengths, chars, char_lengths), lengths, tags, intents)
+        return self(words, lengths, chars, char_lengths, tags=tags, intents=intents)[1]
 
     def loss_from_output(self, output: TaggerOutput, lengths: Tensor, tags: Tensor,
                          intents: Tensor | None = None) -> Tensor:
-        """The training loss of ``forward``'s ``output`` (what ``loss`` computes after calling ``forward``).
+        """Deprecated: ``forward(..., tags=tags, intents=intents)`` returns ``(output, loss)``."""
+        warnings.warn("SequenceTagger.loss_from_output is deprecated: call the tagger with "
+                      "tags=... (and intents=...), which returns (output, loss)", DeprecationWarning, stacklevel=2)
+        return self._loss(output, lengths, tags, intents)
 
-        A trainer that wraps the tagger (DistributedDataParallel) calls the wrapper's ``forward`` and
-        then this, so that the gradients are synchronised.
-
-        Args:
-            output: ``forward``'s output for the batch.
-            lengths: (B,) words in each sentence, as given to ``forward``.
-            tags: (B, T) tag ids; entries past each sentence's end are ignored (may hold anything).
-            intents: (B,) intent ids, or None to train the tags alone.
-        """
+    def _loss(self, output: TaggerOutput, lengths: Tensor, tags: Tensor, intents: Tensor | None) -> Tensor:
+        """The tag loss of ``output`` per word (plus the intent cross-entropy, the mean over sentences)."""
         B, T, K = output.emissions.shape
         if tuple(tags.shape) != (B, T) or tags.is_floating_point():
             raise ValueError(f"tags must be an integer tensor of shape ({B}, {T}) like words, got "

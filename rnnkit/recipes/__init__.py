@@ -7,7 +7,7 @@
 RECIPE_MODULES = ("classify", "tag", "translate", "lm", "tree", "regress")
 
 from .base import (COMMON_MODEL_DEFAULTS, Recipe, RecipeState, cell_options, data_options_for,  # noqa: E402
-                   get_recipe, model_options_for, recipe_names, register)
+                   encoder_config, get_recipe, model_options_for, recipe_names, register)
 
 __all__ = ["Recipe", "RecipeState", "COMMON_MODEL_DEFAULTS", "get_recipe", "recipe_names", "register",
-           "model_options_for", "data_options_for", "cell_options"]
+           "model_options_for", "data_options_for", "cell_options", "encoder_config"]

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..cells import resolve as resolve_cell
 from ..data.vocab import Vocabulary
+from ..models.encoder import EncoderConfig
 from ..train.task import Task
 
 # Model options every recipe understands (the command's --cell, --variant, --hidden, ...).
@@ -129,6 +130,18 @@ def cell_options(model_options: dict[str, Any]) -> dict[str, Any]:
     if model_options.get("variant") is not None:
         options["variant"] = model_options["variant"]
     return options
+
+
+def encoder_config(model_options: dict[str, Any], **fields: Any) -> EncoderConfig:
+    """The model's recurrent encoder as the common model options describe it (``cell``, ``variant``,
+    ``hidden``, ``layers``, ``bidirectional``, ``dropout``: between stacked layers, as the model's
+    other dropouts), the one place where a recipe's options become an ``EncoderConfig``; ``fields``
+    override what a recipe fixes (``lm``: ``bidirectional=False``)."""
+    options = cell_options(model_options)
+    settings = {"cell": options.pop("cell"), "hidden_size": model_options["hidden"],
+                "num_layers": model_options["layers"], "bidirectional": model_options["bidirectional"],
+                "dropout": model_options["dropout"], "options": options}
+    return EncoderConfig(**{**settings, **fields})
 
 
 @dataclass

@@ -40,7 +40,7 @@ from ..data.text import existing_file, iter_nonblank_lines
 from ..data.timeseries import VALUE_SEPARATOR, read_ucr
 from ..data.vocab import Vocabulary
 from ..models.classifier import SequenceClassifier
-from .base import RecipeState, cell_options, register
+from .base import RecipeState, encoder_config, register
 from .common import (UNSEEN_LABEL, cased, encode_words, label_ids, model_device, numbered_chunks, pad_series,
                      parse_values, split_words)
 
@@ -97,10 +97,8 @@ class ClassifyRecipe:
 
     def build_model(self, state: RecipeState) -> SequenceClassifier:
         model_options, vocabularies = state.model_options, state.vocabularies
-        options = dict(num_classes=len(vocabularies["labels"]), hidden_size=model_options["hidden"],
-                       num_layers=model_options["layers"], bidirectional=model_options["bidirectional"],
-                       pooling=model_options["pooling"], dropout=model_options["dropout"],
-                       **cell_options(model_options))
+        options = dict(num_classes=len(vocabularies["labels"]), encoder=encoder_config(model_options),
+                       pooling=model_options["pooling"], dropout=model_options["dropout"])
         words = vocabularies.get("words")
         if words is None:
             return SequenceClassifier(input_size=SERIES_FEATURES, **options)
@@ -150,9 +148,8 @@ class ClassificationTask:
         if bool((batch.labels == UNSEEN_LABEL).any()):
             raise ValueError("a training batch holds a label the label vocabulary lacks; "
                              "resume a run only with the training file it started from")
-        logits = model(batch.inputs, batch.lengths)                                        # (B, C)
-        counts = {"examples": len(batch.labels), "tokens": int(batch.lengths.sum())}
-        return F.cross_entropy(logits, batch.labels), counts
+        _, loss = model(batch.inputs, batch.lengths, labels=batch.labels)                  # mean over B
+        return loss, {"examples": len(batch.labels), "tokens": int(batch.lengths.sum())}
 
     def evaluate(self, model: nn.Module, batches: Iterable[ClassificationBatch]) -> dict[str, float]:
         correct = examples = known = 0

@@ -51,7 +51,6 @@ import random
 from typing import Any, Iterable, Iterator, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.batching import pad_batch, stream_batches
@@ -61,7 +60,7 @@ from ..metrics import bits_per_character, perplexity
 from ..models.encoder import length_mask
 from ..models.language_model import LanguageModel, detach_state
 from ..models.sampling import generate as sample_tokens
-from .base import RecipeState, cell_options, register
+from .base import RecipeState, encoder_config, register
 from .common import cased, model_device, numbered_chunks
 
 LEVELS = ("char", "word", "ptb-char")
@@ -100,9 +99,8 @@ class LanguageModelTask:
         self.level = level
 
     def training_loss(self, model: nn.Module, batch: LMWindow) -> tuple[Tensor, dict[str, int]]:
-        logits, _ = model(batch.inputs)                                          # (B, T, V), zero state
-        B, T, V = logits.shape
-        loss = F.cross_entropy(logits.reshape(B * T, V), batch.targets.reshape(B * T))
+        _, loss = model(batch.inputs, targets=batch.targets)                     # zero state, mean over B·T
+        B, T = batch.inputs.shape
         return loss, {"tokens": B * T, "examples": B}
 
     def evaluate(self, model: nn.Module, batches: Iterable[LMWindow]) -> dict[str, float]:
@@ -149,9 +147,8 @@ class LanguageModelRecipe:
     def build_model(self, state: RecipeState) -> nn.Module:
         model_options = state.model_options
         return LanguageModel(len(state.vocabularies[VOCABULARY]), embedding_dim=model_options["embedding"],
-                             hidden_size=model_options["hidden"], num_layers=model_options["layers"],
-                             dropout=model_options["dropout"], tie_embeddings=model_options["tie_embeddings"],
-                             **cell_options(model_options))
+                             encoder=encoder_config(model_options, bidirectional=False),
+                             dropout=model_options["dropout"], tie_embeddings=model_options["tie_embeddings"])
 
     def batches(self, records: list[list[str]], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[LMWindow]:

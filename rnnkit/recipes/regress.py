@@ -42,8 +42,7 @@ from ..data.batching import bucket_batches
 from ..data.errors import DataFormatError
 from ..data.timeseries import read_series_csv, read_series_txt, sliding_windows
 from ..models.regressor import SequenceRegressor
-from ..train.task import RegressionTask
-from .base import RecipeState, cell_options, register
+from .base import RecipeState, encoder_config, register
 from .common import model_device, numbered_chunks, pad_series, parse_values
 
 FORMATS = ("auto", "csv", "txt")
@@ -98,9 +97,8 @@ class RegressRecipe:
 
     def build_model(self, state: RecipeState) -> SequenceRegressor:
         model_options = state.model_options
-        return SequenceRegressor(1, state.data_options["horizon"], hidden_size=model_options["hidden"],
-                                 num_layers=model_options["layers"], bidirectional=model_options["bidirectional"],
-                                 dropout=model_options["dropout"], **cell_options(model_options))
+        return SequenceRegressor(1, state.data_options["horizon"], encoder=encoder_config(model_options),
+                                 dropout=model_options["dropout"])
 
     def batches(self, records: list[Window], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[ForecastBatch]:
@@ -145,10 +143,10 @@ class ForecastTask:
 
     def __init__(self, std: float) -> None:
         self.std = std
-        self.normalised = RegressionTask()
 
     def training_loss(self, model: nn.Module, batch: ForecastBatch) -> tuple[Tensor, dict[str, int]]:
-        return self.normalised.training_loss(model, batch)
+        _, loss = model(batch.inputs, targets=batch.targets)                           # mean over B·K
+        return loss, {"examples": len(batch.targets)}
 
     def evaluate(self, model: nn.Module, batches: Iterable[ForecastBatch]) -> dict[str, float]:
         model_error = last_value_error = 0.0

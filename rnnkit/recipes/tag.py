@@ -38,9 +38,8 @@ from ..data.batching import bucket_batches, pad_batch
 from ..data.conll import TaggedSentence, iter_conllu
 from ..data.vocab import Vocabulary
 from ..metrics import accuracy, span_f1
-from ..models.tagger import SequenceTagger, TaggerOutput
-from ..train.distributed import unwrap
-from .base import RecipeState, cell_options, register
+from ..models.tagger import SequenceTagger
+from .base import RecipeState, encoder_config, register
 from .common import cased, encode_words, label_ids, model_device, numbered_chunks, split_words
 
 FORMATS = ("auto", "conllu", "atis")
@@ -99,12 +98,11 @@ class TagRecipe:
             raise ValueError(f"the word and character vocabularies must pad with the same id (the tagger "
                              f"has one padding_idx), got {words.pad_index} and {chars.pad_index}")
         return SequenceTagger(len(words), len(vocabularies["tags"]), embedding_dim=model_options["embedding"],
-                              hidden_size=model_options["hidden"], num_layers=model_options["layers"],
-                              bidirectional=model_options["bidirectional"], dropout=model_options["dropout"],
+                              encoder=encoder_config(model_options), dropout=model_options["dropout"],
                               crf=model_options["crf"],
                               char_vocab_size=len(chars) if model_options["char_features"] else None,
                               num_intents=len(intents) if intents is not None else None,
-                              padding_idx=words.pad_index, **cell_options(model_options))
+                              padding_idx=words.pad_index)
 
     def batches(self, records: list[Any], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[TagBatch]:
@@ -118,7 +116,8 @@ class TagRecipe:
         return [tag_batch([records[i] for i in indices], vocabularies) for indices in order]
 
     def task(self, state: RecipeState) -> "TaggingTask":
-        return TaggingTask(state.vocabularies["tags"], state.vocabularies.get("intents"))
+        return TaggingTask(state.vocabularies["tags"], state.vocabularies.get("intents"),
+                           char_features=state.model_options["char_features"])
 
     def predict(self, model: nn.Module, state: RecipeState, lines: Iterable[str]) -> Iterator[str]:
         """The tags of each whitespace-tokenised line (``\\t`` and the intent with an intent head),
@@ -166,11 +165,11 @@ def char_ids(sentences: Sequence[Sequence[str]], chars: Vocabulary) -> tuple[Ten
     return ids, lengths
 
 
-def tag_sentences(model: nn.Module, words: Tensor, lengths: Tensor, chars: Tensor, char_lengths: Tensor
+def tag_sentences(tagger: SequenceTagger, words: Tensor, lengths: Tensor, chars: Tensor, char_lengths: Tensor
                   ) -> tuple[list[list[int]], list[int] | None]:
     """The tagger's tag ids per sentence and intent ids (None without an intent head); the
-    characters are passed on only when the tagger reads them."""
-    tagger = unwrap(model)
+    characters are passed on only when the tagger reads them. ``tagger``: the model itself, as
+    evaluation and prediction have it (``predict`` is not a call of its forward)."""
     if tagger.char_encoder is None:
         return tagger.predict(words, lengths)
     return tagger.predict(words, lengths, chars, char_lengths)
@@ -185,30 +184,30 @@ def is_bio(tags: Vocabulary) -> bool:
 class TaggingTask:
     """The tagger's loss, per word (plus the mean intent cross-entropy), and the tagging metrics.
 
-    The loss is ``SequenceTagger.loss_from_output`` of ``model(...)``'s output, so that the call goes
-    through DistributedDataParallel's forward (which a call of ``.loss`` on the inner model would
-    bypass, leaving the gradients unsynchronised).
+    The loss is what ``model(..., tags=..., intents=...)`` returns: a call of the model itself, so
+    that under DistributedDataParallel it goes through the wrapper's forward and the gradients are
+    synchronised.
 
     Args:
         tags: the tag vocabulary (decodes predictions; decides whether span F1 is the dev metric).
         intents: the intent vocabulary, or None for a tagger without an intent head.
+        char_features: the tagger reads each word's characters (the model option ``char_features``).
     """
 
     higher_is_better = True
     loss_unit = "tokens"
 
-    def __init__(self, tags: Vocabulary, intents: Vocabulary | None) -> None:
+    def __init__(self, tags: Vocabulary, intents: Vocabulary | None, *, char_features: bool = False) -> None:
         self.tags, self.intents, self.bio = tags, intents, is_bio(tags)
+        self.char_features = char_features
         self.metric = "f1" if self.bio else "accuracy"
 
     def training_loss(self, model: nn.Module, batch: TagBatch) -> tuple[Tensor, dict[str, int]]:
-        tagger = unwrap(model)
         if bool((batch.tags < 0).any()) or (batch.intents is not None and bool((batch.intents < 0).any())):
             raise ValueError("a training batch holds a tag or intent the vocabularies lack; "
                              "resume a run only with the training file it started from")
-        characters = (batch.chars, batch.char_lengths) if tagger.char_encoder is not None else ()
-        output: TaggerOutput = model(batch.words, batch.lengths, *characters)   # through DDP's forward
-        loss = tagger.loss_from_output(output, batch.lengths, batch.tags, batch.intents)
+        characters = (batch.chars, batch.char_lengths) if self.char_features else ()
+        _, loss = model(batch.words, batch.lengths, *characters, tags=batch.tags, intents=batch.intents)
         return loss, {"tokens": int(batch.lengths.sum()), "examples": len(batch.gold_tags)}
 
     def evaluate(self, model: nn.Module, batches: Iterable[TagBatch]) -> dict[str, float]:

@@ -55,8 +55,7 @@ from ..data.vocab import BOS, EOS, PAD, UNK, Vocabulary
 from ..metrics import bleu, chrf, perplexity
 from ..models.decoding import Hypothesis, beam_search, greedy_decode
 from ..models.seq2seq import Seq2Seq
-from ..train.distributed import unwrap
-from .base import RecipeState, cell_options, register
+from .base import RecipeState, encoder_config, register
 from .common import cased, model_device, numbered_chunks
 
 FORMATS = ("auto", "tsv", "parallel")
@@ -107,16 +106,16 @@ class TranslationTask:
         self.target_vocabulary, self.beam, self.length_penalty = target_vocabulary, beam, length_penalty
 
     def training_loss(self, model: nn.Module, batch: TranslationBatch) -> tuple[Tensor, dict[str, int]]:
-        logits, _ = model(batch.source, batch.source_lengths, batch.target_in)  # (B, T, V)
-        tokens = int((batch.target_out != unwrap(model).padding_idx).sum())
-        return unwrap(model).loss(logits, batch.target_out), {"tokens": tokens, "examples": len(batch.references)}
+        _, loss = model(batch.source, batch.source_lengths, batch.target_in, targets=batch.target_out)
+        tokens = int((batch.target_out != self.target_vocabulary.pad_index).sum())     # what the mean is over
+        return loss, {"tokens": tokens, "examples": len(batch.references)}
 
     def evaluate(self, model: nn.Module, batches: Iterable[TranslationBatch]) -> dict[str, float]:
         total, count, hypotheses, references = 0.0, 0, [], []
         for batch in batches:
             logits, _ = model(batch.source, batch.source_lengths, batch.target_in)   # (B, T, V)
             total += float(model.loss(logits, batch.target_out, reduction="sum"))
-            count += int((batch.target_out != model.padding_idx).sum())
+            count += int((batch.target_out != self.target_vocabulary.pad_index).sum())
             decoded = decode(model, batch.source, batch.source_lengths, self.beam, self.length_penalty)
             hypotheses += [detokenize(self.target_vocabulary.decode(h.tokens)) for h in decoded]
             references += batch.references
@@ -175,12 +174,10 @@ class TranslateRecipe:
     def build_model(self, state: RecipeState) -> nn.Module:
         model_options = state.model_options
         source, target = state.vocabularies["source"], state.vocabularies["target"]
-        return Seq2Seq(len(source), len(target), model_options["embedding"], model_options["hidden"],
-                       num_layers=model_options["layers"],
-                       bidirectional_encoder=model_options["bidirectional"],
+        return Seq2Seq(len(source), len(target), model_options["embedding"], encoder=encoder_config(model_options),
                        attention=model_options["attention"], input_feeding=model_options["input_feeding"],
                        dropout=model_options["dropout"], bos_index=target.index[BOS],
-                       eos_index=target.index[EOS], padding_idx=target.pad_index, **cell_options(model_options))
+                       eos_index=target.index[EOS], padding_idx=target.pad_index)
 
     def batches(self, records: list[SentencePair], state: RecipeState, batch_size: int, *,
                 shuffle: bool, seed: int) -> list[TranslationBatch]:

@@ -7,9 +7,14 @@ how a model is scored on the dev batches. Any object with these members is a tas
 * ``training_loss(model, batch) -> (loss, counts)``: ``loss`` a scalar tensor, the **mean** over the
   batch's ``counts[loss_unit]`` units (examples, tokens, ...); ``counts`` a dict of ints
   (``{"examples": 32, "tokens": 700}``) that the trainer turns into throughput (tokens/s) and, under
-  several processes, into the weights that make the loss a mean over the global batch.
+  several processes, into the weights that make the loss a mean over the global batch. Under
+  several processes ``model`` is the model inside DistributedDataParallel: call it (rnnkit's models
+  return ``(output, loss)`` when given their targets, ``model(..., targets=...)``) and take nothing
+  else from it — no method, no attribute, no unwrapping — so that the call goes through the
+  wrapper's forward and the gradients are synchronised; what the loss needs besides the batch
+  (a padding id, a vocabulary) is the task's own state.
 * ``evaluate(model, batches) -> {metric name: value}`` (``accuracy``, ``f1``, ``perplexity``, ...); the
-  trainer calls it with the model in ``eval()`` mode and without gradients.
+  trainer calls it with the model itself (never wrapped), in ``eval()`` mode and without gradients.
 * ``metric``: the name of the metric that selects the best checkpoint and stops early;
   ``higher_is_better``: its direction; ``loss_unit``: the key of ``counts`` the loss is a mean over.
 

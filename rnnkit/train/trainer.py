@@ -90,7 +90,9 @@ class Trainer:
     (shuffled each epoch when ``shuffle``), another re-iterable, or a callable ``epoch -> batches``.
     ``dev_batches``: a re-iterable of batches; without it there is no evaluation, best checkpoint or
     early stopping. Under ``torchrun`` the model is wrapped in DistributedDataParallel and each
-    process takes every N-th batch (``rnnkit.train.distributed``).
+    process takes every N-th batch (``rnnkit.train.distributed``); the trainer alone wraps and
+    unwraps: ``task.training_loss`` gets the wrapper (to call), ``task.evaluate`` and checkpoints the
+    model itself.
     """
 
     def __init__(self, model: nn.Module, task: Task, config: TrainConfig | None = None, *,
